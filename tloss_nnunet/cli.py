@@ -1,0 +1,55 @@
+"""The ``tloss-nnunet`` command line: one parser, one subcommand per job.
+
+Each feature area owns its subcommands in a module that exposes ``register(subparsers)``; that
+function adds its parsers and sets ``func`` (called with the parsed namespace, returning an exit
+code). Importing those modules is deferred to here so that ``tloss_nnunet`` itself stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from tloss_nnunet.errors import InputError
+
+# Modules that contribute subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES = (
+    "tloss_nnunet.nnunet.cli",
+    "tloss_nnunet.noise.cli",
+    "tloss_nnunet.converters.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every registered subcommand."""
+    from tloss_nnunet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tloss-nnunet",
+        description="Robust T-Loss for nnU-Net v2 and MONAI: trainer discovery, noisy-label "
+        "protocol, dataset converters.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as err:
+        print(f"tloss-nnunet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
