@@ -1,0 +1,171 @@
+"""Robustness study: does the T-Loss beat nnU-Net's own loss (Dice+CE) and other baselines under label noise?
+
+For every noise setting (clean; alpha in {0.3, 0.5, 0.7} x beta in {0.5, 0.7}, the paper's protocol), loss
+(tloss, dice_ce = nnU-Net's stock loss, ce, dice, gce) and seed, train on the same data with the same
+schedule and measure Dice on the CLEAN test labels (mean of per-case Dice, and the paper's pooled Dice).
+Each finished run is appended to the results JSON at once (atomic rewrite), so ``--resume`` continues an
+interrupted study; ``--summarize`` re-makes the Markdown table and the plot from the JSON without training.
+
+Engines and configurations (see ``robustness_lib/grid.py``):
+  --config cpu    MONAI UNet trained in-process (nnU-Net's losses, optimiser recipe and data), 64 x 64
+                  synthetic ISIC-like data; the whole grid (105 runs) takes 0.5-2 h on 2 cores.
+  --config gpu    nnU-Net's own pipeline (plan, 2D training with the study's 50-epoch trainers, predict,
+                  evaluate) at 256 x 256 with ISIC 2017's case counts; meant for a GPU machine.
+  --config smoke  seconds; plumbing check.
+
+Usage::
+
+    python benchmarks/robustness.py --config cpu --seeds 0 1 2 --resume
+    python benchmarks/robustness.py --config cpu --losses tloss dice_ce --settings clean a0.7b0.7 --resume
+    python benchmarks/robustness.py --config gpu --device cuda --release /data/ISIC2017 \\
+        --out benchmarks/results/robustness_gpu.json --resume
+    python benchmarks/robustness.py --summarize --out benchmarks/results/robustness.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from robustness_lib.grid import CONFIGS, LOSS_PRIORITY, LOSSES, SETTING_NAMES, StudyConfig, get_config, parse_setting
+from robustness_lib.store import ResultStore, load_runs, machine_description
+from robustness_lib.summary import plot, render_markdown, write_text_atomic
+from tloss_nnunet.errors import InputError
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "robustness.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    parser.add_argument("--engine", choices=("monai", "nnunet"), default=None,
+                        help="default: the configuration's engine (cpu/smoke: monai, gpu: nnunet)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the configuration's seeds")
+    parser.add_argument("--settings", nargs="+", default=list(SETTING_NAMES), help=f"from {SETTING_NAMES}")
+    parser.add_argument("--losses", nargs="+", default=list(LOSS_PRIORITY), help=f"from {tuple(LOSSES)}")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="results JSON; the table (.md) and plot (.png) are written beside it")
+    parser.add_argument("--resume", action="store_true", help="continue an existing results file, skip done runs")
+    parser.add_argument("--summarize", action="store_true", help="only re-make the table and plot from --out")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="data and training outputs (default: a folder per configuration under the temp dir)")
+    parser.add_argument("--release", type=Path, default=None,
+                        help="an ISIC 2017 release to convert instead of the synthetic one")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel (monai engine)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (monai engine)")
+    parser.add_argument("--verify-datasets", action="store_true",
+                        help="run nnU-Net's integrity check on every converted dataset (slow on small machines)")
+    return parser.parse_args(argv)
+
+
+def plan_runs(settings: list[str], losses: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
+    """(setting, loss, seed) in priority order: loss by loss (tloss, dice_ce first), then seed, then setting,
+    so an interrupted study has the headline comparison on every setting before the other baselines."""
+    order = {loss: i for i, loss in enumerate(LOSS_PRIORITY)}
+    return [(setting, loss, seed) for loss in sorted(losses, key=order.get)
+            for seed in seeds for setting in settings]
+
+
+def summarize(out: Path) -> tuple[Path, Path]:
+    runs = load_runs(out)
+    if not runs:
+        raise InputError(f"{out} holds no runs yet")
+    md, png = out.with_suffix(".md"), out.with_suffix(".png")
+    write_text_atomic(md, render_markdown(runs))
+    plot(runs, png)
+    return md, png
+
+
+@functools.lru_cache(maxsize=2)
+def _run_data(dataset_dir: str, clean_dir: str):
+    from robustness_lib.monai_engine import RunData
+
+    return RunData.load(Path(dataset_dir), Path(clean_dir))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _monai_run(setting: str, loss: str, seed: int, dataset_dir: str, clean_dir: str, config: StudyConfig,
+               device: str) -> dict:
+    from robustness_lib.monai_engine import RunSpec, train_and_test
+
+    record = train_and_test(RunSpec(setting, loss, seed), _run_data(dataset_dir, clean_dir), config, device)
+    record["machine"] = machine_description(device)
+    return record
+
+
+def run_monai(todo: list[tuple[str, str, int]], family, config: StudyConfig, args, store: ResultStore) -> None:
+    clean_dir = str(family.dataset("clean")[1])
+    jobs = [(s, loss, seed, str(family.dataset(s)[1]), clean_dir, config, args.device) for s, loss, seed in todo]
+    bar = tqdm(total=len(jobs), desc=f"robustness {config.name}", unit="run")
+    if args.workers <= 1:
+        _init_worker(args.threads)
+        for job in jobs:
+            store.add(_monai_run(*job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(args.threads,)) as pool:
+            for future in as_completed([pool.submit(_monai_run, *job) for job in jobs]):
+                store.add(future.result())
+                bar.update()
+    bar.close()
+
+
+def run_nnunet(todo: list[tuple[str, str, int]], family, config: StudyConfig, args, store: ResultStore) -> None:
+    from robustness_lib.nnunet_engine import NnUNetStudy
+
+    study = NnUNetStudy(family, config, args.work_dir / "nnunet", device=args.device)
+    for setting, loss, seed in tqdm(todo, desc=f"robustness {config.name} (nnU-Net)", unit="run"):
+        record = study.run(setting, loss, seed)
+        record["machine"] = machine_description(args.device)
+        store.add(record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.summarize:
+            md, png = summarize(args.out)
+            print(f"wrote {md} and {png}")
+            return 0
+        config = get_config(args.config)
+        engine = args.engine or config.engine
+        for name in args.settings:
+            parse_setting(name)
+        unknown = sorted(set(args.losses) - set(LOSSES))
+        if unknown:
+            raise InputError(f"unknown loss(es) {unknown}; choose from {tuple(LOSSES)}")
+        seeds = args.seeds if args.seeds is not None else list(config.seeds)
+        args.work_dir = args.work_dir or Path(tempfile.gettempdir()) / "tloss-nnunet-robustness" / config.name
+        store = ResultStore.open(args.out, args.resume)
+        done = store.done()
+        todo = [r for r in plan_runs(args.settings, args.losses, seeds) if (engine, config.name, *r) not in done]
+        print(f"{len(todo)} run(s) to do ({len(done)} already in {args.out}); engine {engine}, config {config.name}")
+        if todo:
+            from robustness_lib.data import prepare_family
+
+            family = prepare_family(args.work_dir, config, args.release, verify=args.verify_datasets)
+            (run_monai if engine == "monai" else run_nnunet)(todo, family, config, args, store)
+        md, png = summarize(args.out)
+        print(md.read_text())
+        print(f"wrote {args.out}, {md} and {png}")
+        return 0
+    except InputError as err:
+        print(f"robustness.py: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

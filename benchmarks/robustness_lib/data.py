@@ -1,0 +1,143 @@
+"""The study's data: a synthetic ISIC-2017-like release, converted into the nnU-Net raw dataset family.
+
+Both engines read the same files: ``Dataset{first_id}_ISIC2017_clean`` and one dataset per noise setting
+(``..._a03b05`` ...), written by :func:`tloss_nnunet.converters.convert_isic2017` with the paper's noise
+protocol (seed 0): noisy ``labelsTr``, clean ``labelsTs``. A user with the real release passes its folder
+instead of the synthetic one (``--release``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
+from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise import NoiseSetting
+
+from .grid import StudyConfig
+
+#: Dataset id of the clean member of the family; the noisy ones follow in the converter's order.
+FIRST_DATASET_ID = 880
+ALPHAS = (0.3, 0.5, 0.7)
+BETAS = (0.5, 0.7)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where the converted datasets are: ``raw`` root and setting name -> (dataset id, dataset folder)."""
+
+    raw: Path
+    datasets: dict[str, tuple[int, Path]]
+
+    def dataset(self, setting: str) -> tuple[int, Path]:
+        try:
+            return self.datasets[setting]
+        except KeyError:
+            raise InputError(f"no converted dataset for setting {setting!r} under {self.raw}.") from None
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of one dataset as arrays.
+
+    Attributes:
+        case_ids: N case ids, sorted.
+        images: (N, 3, H, W) float32, each image z-scored per channel (nnU-Net's default normalisation).
+        labels: (N, 1, H, W) int64 label maps, 0/1.
+    """
+
+    case_ids: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def prepare_family(work_dir: Path, config: StudyConfig, release: Path | None = None, verify: bool = True,
+                   workers: int = 1) -> Family:
+    """Write (or reuse) the synthetic release and its converted family under ``work_dir``.
+
+    Args:
+        work_dir: folder for ``release/`` (when synthetic) and ``nnUNet_raw/``.
+        config: sizes of the synthetic release and the working resolution.
+        release: an existing ISIC 2017 release (real or synthetic) to convert instead of writing one.
+        verify: run nnU-Net's dataset integrity check on every converted dataset.
+        workers: processes for the conversion.
+    Returns:
+        The :class:`Family`. Re-running with the same inputs reuses the converted folders (the converter resumes).
+    """
+    work_dir = Path(work_dir)
+    if release is None:
+        release = work_dir / "release"
+        marker = release / ".complete"
+        if not marker.exists():
+            write_synthetic_isic2017(release, config.n_train, config.n_val, config.n_test, seed=0,
+                                     min_size=config.release_min_size, max_size=config.release_max_size,
+                                     superpixels=False, workers=workers)
+            marker.write_text(json.dumps(config.describe()))
+    raw = work_dir / "nnUNet_raw"
+    report = convert_isic2017(release, raw, first_id=FIRST_DATASET_ID, alphas=ALPHAS, betas=BETAS,
+                              size=config.image_size, seed=0, workers=workers, verify=verify, progress=False)
+    datasets: dict[str, tuple[int, Path]] = {}
+    for published in report.datasets:
+        datasets[_setting_of(published.name)] = (published.dataset_id, Path(published.path))
+    return Family(raw=raw, datasets=datasets)
+
+
+def _setting_of(dataset_name: str) -> str:
+    """``Dataset881_ISIC2017_a03b05`` -> ``"a0.3b0.5"``; ``..._clean`` -> ``"clean"``."""
+    suffix = dataset_name.rsplit("_", 1)[-1]
+    if suffix == "clean":
+        return "clean"
+    for alpha in ALPHAS:
+        for beta in BETAS:
+            if NoiseSetting(alpha, beta).short == suffix:
+                return f"a{alpha:g}b{beta:g}"
+    raise ValueError(f"dataset {dataset_name} is not part of the study's family")
+
+
+def training_case_ids(dataset_dir: Path) -> list[str]:
+    """Fold 0's training cases of ``splits_final.json`` (the validation cases stay out of training, as in
+    nnU-Net's fold 0); all of ``labelsTr`` when the dataset has no split file."""
+    splits = dataset_dir / "splits_final.json"
+    if splits.exists():
+        return sorted(json.loads(splits.read_text())[0]["train"])
+    return sorted(f.stem for f in (dataset_dir / "labelsTr").glob("*.png"))
+
+
+def load_split(dataset_dir: Path, split: str, case_ids: list[str] | None = None) -> Split:
+    """Read ``imagesTr``/``labelsTr`` (split ``"Tr"``) or ``imagesTs``/``labelsTs`` (``"Ts"``) of a raw dataset,
+    all cases or only ``case_ids``."""
+    if split not in ("Tr", "Ts"):
+        raise ValueError(f"split must be 'Tr' or 'Ts', got {split!r}")
+    if case_ids is None:
+        case_ids = sorted(f.stem for f in (dataset_dir / f"labels{split}").glob("*.png"))
+    if not case_ids:
+        raise InputError(f"no labels in {dataset_dir / f'labels{split}'}")
+    label_files = [dataset_dir / f"labels{split}" / f"{case_id}.png" for case_id in case_ids]
+    images, labels = [], []
+    for case_id, label_file in zip(case_ids, label_files):
+        image = cv2.imread(str(dataset_dir / f"images{split}" / f"{case_id}_0000.png"), cv2.IMREAD_COLOR)
+        label = cv2.imread(str(label_file), cv2.IMREAD_UNCHANGED)
+        if image is None or label is None:
+            raise InputError(f"cannot read case {case_id} of {dataset_dir}")
+        image = image[..., ::-1].astype(np.float32)  # BGR -> RGB
+        mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
+        images.append(((image - mean) / np.maximum(std, 1e-8)).transpose(2, 0, 1))
+        labels.append(label[None].astype(np.int64))
+    return Split(case_ids, np.stack(images), np.stack(labels))
+
+
+def corrupted_cases(dataset_dir: Path, clean_dir: Path, case_ids: list[str]) -> list[str]:
+    """Those of ``case_ids`` whose training label differs from the clean dataset's (what the noise changed)."""
+    changed = []
+    for label_file in (dataset_dir / "labelsTr" / f"{case_id}.png" for case_id in case_ids):
+        noisy = cv2.imread(str(label_file), cv2.IMREAD_UNCHANGED)
+        clean = cv2.imread(str(clean_dir / "labelsTr" / label_file.name), cv2.IMREAD_UNCHANGED)
+        if not np.array_equal(noisy, clean):
+            changed.append(label_file.stem)
+    return changed
+

@@ -1,0 +1,230 @@
+"""From run records to the Markdown table (mean and 95 % t-interval over seeds) and the Dice-vs-noise plot.
+
+For a cell (setting, loss) with n seeds, values x_1..x_n: mean m, sample standard deviation s (ddof 1), and
+the 95 % interval m +- t_{0.975, n-1} * s / sqrt(n) (Student's t, scipy.stats.t). With n = 1 there is no
+interval; the table says so instead of inventing one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from .grid import LOSS_PRIORITY, LOSSES, SETTING_NAMES
+
+METRICS: dict[str, str] = {"dice_mean": "mean of per-case Dice", "dice_pooled": "pooled Dice (the paper's metric)"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Statistics of one (setting, loss) cell over seeds; ``half_width`` is None for n < 2."""
+
+    n: int
+    mean: float
+    half_width: float | None
+
+    @property
+    def low(self) -> float | None:
+        return None if self.half_width is None else self.mean - self.half_width
+
+    @property
+    def high(self) -> float | None:
+        return None if self.half_width is None else self.mean + self.half_width
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> Cell:
+    """Mean and half width of the two-sided Student-t interval of ``values`` (NaN/None values dropped)."""
+    x = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if x.size == 0:
+        return Cell(0, float("nan"), None)
+    if x.size == 1:
+        return Cell(1, float(x[0]), None)
+    t = stats.t.ppf(0.5 + confidence / 2, df=x.size - 1)
+    return Cell(int(x.size), float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size)))
+
+
+def _ordered(values: set[str], order: tuple[str, ...]) -> list[str]:
+    return [v for v in order if v in values] + sorted(values - set(order))
+
+
+def group_cells(runs: list[dict], metric: str) -> dict[tuple[str, str], Cell]:
+    """(setting, loss) -> :class:`Cell` of ``metric`` over that cell's runs (one per seed)."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        values.setdefault((run["setting"], run["loss"]), []).append(run[metric])
+    return {key: t_interval(v) for key, v in values.items()}
+
+
+def _format_cell(cell: Cell | None, scale: float = 100.0) -> str:
+    if cell is None or cell.n == 0:
+        return "not run"
+    if cell.half_width is None:
+        return f"{cell.mean * scale:.1f} (n=1)"
+    return f"{cell.mean * scale:.1f} [{cell.low * scale:.1f}, {cell.high * scale:.1f}]"
+
+
+def markdown_table(runs: list[dict], metric: str) -> str:
+    """One Markdown table: rows = settings, columns = losses, cells = Dice x 100 as ``mean [low, high]``."""
+    settings = _ordered({r["setting"] for r in runs}, SETTING_NAMES)
+    losses = _ordered({r["loss"] for r in runs}, LOSS_PRIORITY)
+    cells = group_cells(runs, metric)
+    lines = ["| setting | " + " | ".join(losses) + " |", "|---|" + "---|" * len(losses)]
+    for setting in settings:
+        lines.append(f"| {setting} | " + " | ".join(_format_cell(cells.get((setting, loss))) for loss in losses) + " |")
+    return "\n".join(lines)
+
+
+def tloss_vs_baseline(runs: list[dict], metric: str, baseline: str = "dice_ce") -> str:
+    """Per setting, the paired difference T-Loss - baseline (same seeds) in Dice points with its t-interval."""
+    by_key = {(r["setting"], r["loss"], r["seed"]): r[metric] for r in runs}
+    settings = _ordered({r["setting"] for r in runs}, SETTING_NAMES)
+    lines = [f"| setting | T-Loss - {baseline} (Dice points, paired by seed) | seeds |", "|---|---|---|"]
+    for setting in settings:
+        diffs = []
+        for (st, loss, seed), value in by_key.items():
+            other = by_key.get((setting, baseline, seed))
+            if st == setting and loss == "tloss" and value is not None and other is not None:
+                diffs.append(value - other)
+        if diffs:
+            cell = t_interval(diffs)
+            lines.append(f"| {setting} | {_format_cell(cell)} | {cell.n} |")
+    return "\n".join(lines)
+
+
+def _groups(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Runs split by (engine, config): numbers from different configurations are never pooled."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((str(run.get("engine")), str(run.get("config"))), []).append(run)
+    return groups
+
+
+def nu_summary(runs: list[dict]) -> str:
+    """Final nu of the T-Loss runs per setting: median and range over seeds."""
+    lines = ["| setting | final nu (median, min-max over seeds) |", "|---|---|"]
+    for setting in _ordered({r["setting"] for r in runs}, SETTING_NAMES):
+        nus = [r["nu_final"] for r in runs if r["setting"] == setting and r["loss"] == "tloss" and r["nu_final"] is not None]
+        if nus:
+            lines.append(f"| {setting} | {np.median(nus):.3g} ({min(nus):.3g}-{max(nus):.3g}) |")
+    return "\n".join(lines)
+
+
+def memorisation_table(runs: list[dict]) -> str:
+    """Mean pooled Dice of the final model on the corrupted training cases, against noisy vs clean labels."""
+    noisy = [r for r in runs if r.get("train_dice_noisy") is not None]
+    if not noisy:
+        return ""
+    losses = _ordered({r["loss"] for r in noisy}, LOSS_PRIORITY)
+    lines = ["| setting | " + " | ".join(losses) + " |", "|---|" + "---|" * len(losses)]
+    for setting in _ordered({r["setting"] for r in noisy}, SETTING_NAMES):
+        row = []
+        for loss in losses:
+            cell = [r for r in noisy if r["setting"] == setting and r["loss"] == loss]
+            row.append("not run" if not cell else
+                       f"{100 * np.mean([r['train_dice_noisy'] for r in cell]):.1f} / "
+                       f"{100 * np.mean([r['train_dice_clean'] for r in cell]):.1f}")
+        lines.append(f"| {setting} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(runs: list[dict], title: str = "Robustness study") -> str:
+    """The whole ``robustness.md``: per (engine, config) the two Dice tables, the paired T-Loss - Dice+CE
+    differences, final nu, memorisation, and the list of cells that did not run."""
+    out = [f"# {title}", "",
+           "Dice x 100 on CLEAN test labels; each cell: mean over seeds [95 % t-interval over seeds]. "
+           "Generated by `python benchmarks/robustness.py --summarize` from the results JSON; "
+           "every number is a measured run.", "",
+           "Losses: " + "; ".join(f"`{k}` = {v}" for k, v in LOSSES.items()) + "."]
+    for (engine, config), group in _groups(runs).items():
+        seeds = sorted({r["seed"] for r in group})
+        machines = sorted({r["machine"] for r in group})
+        out += ["", f"## engine `{engine}`, config `{config}` ({len(group)} runs, seeds {seeds})", "",
+                "Machine(s): " + "; ".join(machines) + ".",
+                f"Wall time: {sum(r['wall_s'] for r in group) / 60:.1f} min in total, "
+                f"median {np.median([r['wall_s'] for r in group]):.0f} s per run."]
+        for metric, label in METRICS.items():
+            out += ["", f"### {label} (`{metric}`)", "", markdown_table(group, metric)]
+        if {"tloss", "dice_ce"} <= {r["loss"] for r in group}:
+            out += ["", "### T-Loss minus nnU-Net's Dice+CE, paired by seed (`dice_pooled`)", "",
+                    tloss_vs_baseline(group, "dice_pooled")]
+        if any(r["loss"] == "tloss" for r in group):
+            out += ["", "### T-Loss: final nu", "", nu_summary(group)]
+        memo = memorisation_table(group)
+        if memo:
+            out += ["", "### Memorisation: pooled Dice on the corrupted training cases, vs noisy / vs clean labels",
+                    "", "High 'vs noisy' with low 'vs clean' means the network learnt the corruptions.", "", memo]
+        missing = _missing_cells(group)
+        if missing:
+            out += ["", "### Not run", "", "Cells of the grid with no finished run: " + ", ".join(missing) + "."]
+    return "\n".join(out) + "\n"
+
+
+def _missing_cells(runs: list[dict]) -> list[str]:
+    present = {(r["setting"], r["loss"]) for r in runs}
+    return [f"{s}/{loss}" for s in SETTING_NAMES for loss in LOSS_PRIORITY if (s, loss) not in present]
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """``path`` (PNG): per (engine, config) and metric, Dice against noise setting, one line per loss with
+    95 % t-interval error bars (none where n < 2). Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _groups(runs)
+    fig, axes = plt.subplots(len(groups), len(METRICS), figsize=(6 * len(METRICS), 4 * len(groups)),
+                             squeeze=False)
+    for row, ((engine, config), group) in enumerate(groups.items()):
+        settings = _ordered({r["setting"] for r in group}, SETTING_NAMES)
+        losses = _ordered({r["loss"] for r in group}, LOSS_PRIORITY)
+        for col, (metric, label) in enumerate(METRICS.items()):
+            ax = axes[row][col]
+            cells = group_cells(group, metric)
+            for i, loss in enumerate(losses):
+                xs, ys, errs = [], [], []
+                for j, setting in enumerate(settings):
+                    cell = cells.get((setting, loss))
+                    if cell is not None and cell.n:
+                        xs.append(j + (i - (len(losses) - 1) / 2) * 0.06)  # small offsets: bars stay readable
+                        ys.append(100 * cell.mean)
+                        errs.append(0.0 if cell.half_width is None else 100 * cell.half_width)
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=loss)
+            ax.set_xticks(range(len(settings)), settings, rotation=30)
+            ax.set_xlabel("noise setting (alpha, beta)")
+            ax.set_ylabel(f"Dice x 100 ({metric})")
+            ax.set_title(f"{engine}/{config}: {label}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,295 @@
+"""Synthetic ISIC 2017 and Shenzhen releases in the official layouts, for tests, demo and benchmarks.
+
+The real data cannot be downloaded where this project is built and tested, so these writers
+produce small (or, for benchmarks, full-size) look-alikes, seeded and reproducible:
+
+* ISIC 2017: dermoscopy-like pictures (skin tone with shading, pores and hairs, a dark vignette)
+  with one irregular pigmented lesion; its ground truth is exactly the lesion's outline. The six
+  official folders (or zips, each holding its folder), ``ISIC_xxxxxxx_superpixels.png`` decoys and
+  the ``*_metadata.csv`` files are written; image sizes vary.
+* Shenzhen: CXR-like grey images (body, two dark lung fields crossed by ribs, spine, heart,
+  clavicles) with lung masks; the NLM layout ``ChinaSet_AllFiles/CXR_png/`` plus clinical
+  readings, and the lung-mask release ``mask/`` (or nested ``mask/mask/``), with some images
+  left without a mask as in the real release; optionally stored as RGB.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tloss_nnunet.converters.isic2017 import OFFICIAL_FOLDERS
+
+
+# ----------------------------------------------------------------------------- shared drawing
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """(H, W) float32 noise in about [-1, 1], smooth at the scale of ``shape / cells``."""
+    h, w = shape
+    coarse = rng.standard_normal((max(2, cells * h // max(h, w)), max(2, cells * w // max(h, w))))
+    field = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return field / (np.abs(field).max() + 1e-6)
+
+
+def _irregular_outline(rng: np.random.Generator, center: tuple[float, float], radius: float,
+                       roughness: float, points: int = 240) -> np.ndarray:
+    """(points, 2) int32 (x, y) polygon: a circle whose radius is modulated by random harmonics."""
+    theta = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    r = np.ones_like(theta)
+    for k in range(2, 9):
+        r += roughness * rng.normal(0, 1 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    r = radius * np.clip(r, 0.35, None)
+    xy = np.stack([center[0] + r * np.cos(theta), center[1] + r * np.sin(theta)], axis=1)
+    return np.round(xy).astype(np.int32)
+
+
+def _encode(image: np.ndarray, ext: str) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == ".jpg" else []
+    ok, buffer = cv2.imencode(ext, image, params)
+    assert ok
+    return buffer.tobytes()
+
+
+# ----------------------------------------------------------------------------- ISIC 2017
+def isic_case(seed: int, index: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """One dermoscopy-like case: ((H, W, 3) uint8 BGR image, (H, W) uint8 0/255 lesion mask)."""
+    rng = np.random.default_rng([seed, index, 2017])
+    shape = (height, width)
+    skin = np.array([rng.uniform(200, 240), rng.uniform(150, 190), rng.uniform(125, 165)], np.float32)
+    shading = 18 * _smooth_field(rng, shape, 4)[..., None]
+    pores = 7 * _smooth_field(rng, shape, max(8, width // 12))[..., None]
+    image = skin + shading + pores
+
+    mask = np.zeros(shape, np.uint8)
+    radius = min(shape) * rng.uniform(0.12, 0.32)
+    center = (width * rng.uniform(0.35, 0.65), height * rng.uniform(0.35, 0.65))
+    cv2.fillPoly(mask, [_irregular_outline(rng, center, radius, roughness=rng.uniform(0.15, 0.45))], 255)
+    lesion_rgb = np.array([rng.uniform(95, 160), rng.uniform(55, 100), rng.uniform(35, 80)], np.float32)
+    mottling = 22 * _smooth_field(rng, shape, 24)[..., None]
+    edge = max(1.0, radius * 0.04)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), edge)[..., None]
+    image = image * (1 - alpha) + (lesion_rgb + mottling) * alpha
+
+    yy, xx = np.ogrid[:height, :width]
+    dist = np.hypot((yy - height / 2) / (height / 2), (xx - width / 2) / (width / 2))
+    image *= np.clip(1.25 - 0.55 * dist ** 3, 0.15, 1.0)[..., None]  # dermatoscope vignette
+
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 7))):  # hairs: dark smooth curves
+        start = rng.uniform([0, 0], [width, height])
+        steps = np.cumsum(rng.normal(0, 1, (12, 2)) * width / 40 + rng.normal(0, width / 25, 2), axis=0)
+        curve = np.round(start + steps).astype(np.int32)
+        cv2.polylines(image, [curve], False, (30, 25, 20), int(rng.integers(1, 3 + width // 800)), cv2.LINE_AA)
+    return image[..., ::-1].copy(), mask  # RGB -> BGR for OpenCV's encoder
+
+
+def _superpixels(height: int, width: int, cells: int = 40) -> np.ndarray:
+    """Superpixel-map decoy in the ISIC encoding (index = R + 256 G + 65536 B), grid cells."""
+    step = max(height, width) // cells + 1
+    index = (np.arange(height)[:, None] // step) * (width // step + 1) + np.arange(width)[None, :] // step
+    rgb = np.stack([index & 255, (index >> 8) & 255, (index >> 16) & 255], axis=-1).astype(np.uint8)
+    return rgb[..., ::-1]
+
+
+def _isic_files(args: tuple[int, int, str, int, int, bool]) -> list[tuple[str, bytes]]:
+    """Encoded files of one case: image JPEG, superpixels PNG (optional) and mask PNG."""
+    seed, index, case_id, height, width, superpixels = args
+    image, mask = isic_case(seed, index, height, width)
+    files = [(f"{case_id}.jpg", _encode(image, ".jpg")), (f"{case_id}_segmentation.png", _encode(mask, ".png"))]
+    if superpixels:
+        files.append((f"{case_id}_superpixels.png", _encode(_superpixels(height, width), ".png")))
+    return files
+
+
+def write_synthetic_isic2017(
+    out: str | Path,
+    n_train: int = 8,
+    n_val: int = 3,
+    n_test: int = 4,
+    *,
+    seed: int = 0,
+    min_size: int = 300,
+    max_size: int = 700,
+    as_zip: bool = False,
+    superpixels: bool = True,
+    workers: int = 1,
+) -> Path:
+    """Write a synthetic ISIC 2017 Part 1 release under ``out`` and return ``out``.
+
+    Args:
+        n_train, n_val, n_test: cases per split (the real release: 2000, 150, 600).
+        min_size, max_size: image width range in pixels; height is 0.65-0.85 of the width.
+        as_zip: write the six official ``.zip`` files (each holding its folder) instead of folders.
+        superpixels: also write the ``*_superpixels.png`` decoys.
+        workers: processes used to draw and encode the images.
+    """
+    out = Path(out)
+    rng = np.random.default_rng([seed, 0])
+    total = n_train + n_val + n_test
+    numbers = np.cumsum(rng.integers(1, 4, total)) - 1
+    roles = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    order = np.concatenate([rng.permutation(n_train + n_val), np.arange(n_train + n_val, total)])
+    widths = rng.integers(min_size, max_size + 1, total)
+    heights = np.maximum(8, (widths * rng.uniform(0.65, 0.85, total)).astype(int))
+    jobs = [(seed, int(i), f"ISIC_{numbers[order[i]]:07d}", int(heights[i]), int(widths[i]), superpixels)
+            for i in range(total)]
+
+    folders: dict[str, list[tuple[str, bytes]]] = {name: [] for pair in OFFICIAL_FOLDERS.values() for name in pair}
+    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
+        for role, job, files in zip(roles, jobs, pool.map(_isic_files, jobs, chunksize=4)):
+            image_folder, mask_folder = OFFICIAL_FOLDERS[role]
+            folders[image_folder] += [f for f in files if not f[0].endswith("_segmentation.png")]
+            folders[mask_folder] += [f for f in files if f[0].endswith("_segmentation.png")]
+    for role, (image_folder, _) in OFFICIAL_FOLDERS.items():
+        case_ids = [job[2] for r, job in zip(roles, jobs) if r == role]
+        folders[image_folder].append((f"{image_folder}_metadata.csv", _isic_metadata(rng, case_ids)))
+    for name, files in folders.items():
+        _write_folder(out, name, sorted(files), as_zip)
+    return out
+
+
+def _isic_metadata(rng: np.random.Generator, case_ids: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image_id", "age_approximate", "sex"])
+    for case_id in sorted(case_ids):
+        writer.writerow([case_id, int(rng.integers(3, 17)) * 5, rng.choice(["male", "female", "unknown"])])
+    return buffer.getvalue().encode()
+
+
+def _write_folder(out: Path, name: str, files: list[tuple[str, bytes]], as_zip: bool) -> None:
+    """Write ``files`` into ``out/name/`` or into ``out/name.zip`` holding ``name/``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if as_zip:
+        with zipfile.ZipFile(out / f"{name}.zip", "w") as archive:
+            archive.writestr(zipfile.ZipInfo(f"{name}/"), b"")
+            for filename, data in files:
+                compress = zipfile.ZIP_STORED if filename.endswith((".jpg", ".png")) else zipfile.ZIP_DEFLATED
+                archive.writestr(f"{name}/{filename}", data, compress_type=compress)
+        return
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, data in files:
+        (folder / filename).write_bytes(data)
+
+
+class _InProcess:
+    """Stand-in for a process pool when ``workers <= 1`` (same ``map`` interface)."""
+
+    def __enter__(self) -> "_InProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @staticmethod
+    def map(fn, iterable, chunksize: int = 1):  # noqa: ARG004 - signature of Executor.map
+        return map(fn, iterable)
+
+
+# ----------------------------------------------------------------------------- Shenzhen
+def shenzhen_case(seed: int, index: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """One CXR-like case: ((H, W) uint8 grey image, (H, W) uint8 0/255 mask of both lungs)."""
+    rng = np.random.default_rng([seed, index, 662])
+    shape = (height, width)
+    image = np.full(shape, 12, np.float32)
+    body = np.zeros(shape, np.uint8)
+    cv2.ellipse(body, (width // 2, int(height * 0.62)), (int(width * 0.46), int(height * 0.55)), 0, 0, 360, 1, -1)
+    image += 150 * cv2.GaussianBlur(body.astype(np.float32), (0, 0), width * 0.03)
+
+    lungs = np.zeros(shape, np.uint8)
+    for side in (-1, 1):
+        cx = width / 2 + side * width * rng.uniform(0.17, 0.21)
+        cy = height * rng.uniform(0.45, 0.5)
+        outline = _irregular_outline(rng, (cx, cy), min(shape) * 0.19, roughness=0.08)
+        outline[:, 1] = cy + (outline[:, 1] - cy) * rng.uniform(1.6, 1.9)  # lungs are tall
+        outline[:, 0] = cx + (outline[:, 0] - cx) * 0.85
+        cv2.fillPoly(lungs, [outline.astype(np.int32)], 255)
+    heart_center = (int(width * rng.uniform(0.53, 0.58)), int(height * rng.uniform(0.62, 0.68)))
+    heart = np.zeros(shape, np.uint8)
+    cv2.ellipse(heart, heart_center, (int(width * 0.13), int(height * 0.11)), rng.uniform(-25, -10), 0, 360, 255, -1)
+    lungs[heart > 0] = 0
+
+    lung_soft = cv2.GaussianBlur(lungs.astype(np.float32) / 255, (0, 0), width * 0.008)
+    image -= 95 * lung_soft
+    ribs = np.zeros(shape, np.float32)
+    for k in range(10):
+        y = height * (0.22 + 0.065 * k)
+        xs = np.linspace(0.15 * width, 0.85 * width, 60)
+        arc = y + 0.06 * height * ((xs - width / 2) / (width / 2)) ** 2
+        cv2.polylines(ribs, [np.stack([xs, arc], 1).astype(np.int32)], False, 1.0, max(2, width // 80), cv2.LINE_AA)
+    image += 35 * cv2.GaussianBlur(ribs, (0, 0), width * 0.004) * body
+    spine = np.exp(-(((np.arange(width) - width / 2) / (width * 0.04)) ** 2))[None, :]
+    image += 60 * spine * body
+    image += 20 * _smooth_field(rng, shape, 6) + 4 * _smooth_field(rng, shape, max(8, width // 6))
+    return np.clip(image, 0, 255).astype(np.uint8), lungs
+
+
+@dataclass(frozen=True)
+class SyntheticShenzhen:
+    """Where :func:`write_synthetic_shenzhen` put things; pass the two folders to the converter."""
+
+    root: Path
+    images_dir: Path
+    masks_dir: Path
+    without_mask: tuple[str, ...]
+
+
+def _shenzhen_files(args: tuple[int, int, int, int, bool]) -> tuple[bytes, bytes]:
+    seed, index, height, width, rgb = args
+    image, mask = shenzhen_case(seed, index, height, width)
+    if rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return _encode(image, ".png"), _encode(mask, ".png")
+
+
+def write_synthetic_shenzhen(
+    out: str | Path,
+    n: int = 12,
+    *,
+    missing_masks: int = 2,
+    rgb: bool = False,
+    nested_masks: bool = False,
+    seed: int = 0,
+    min_size: int = 300,
+    max_size: int = 600,
+    workers: int = 1,
+) -> SyntheticShenzhen:
+    """Write ``n`` synthetic CXRs and lung masks under ``out`` (real release: 662 images, 566 masks).
+
+    Args:
+        missing_masks: how many images get no mask (the real release has 96 such images).
+        rgb: store the CXRs as 3-channel PNGs (as some mirrors do).
+        nested_masks: put the masks in ``mask/mask/`` (a common mirror layout).
+        min_size, max_size: image side range in pixels (real: about 3000).
+    """
+    if not 0 <= missing_masks <= n:
+        raise ValueError(f"missing_masks must be in [0, n], got {missing_masks}")
+    out = Path(out)
+    rng = np.random.default_rng([seed, 1])
+    images_dir = out / "ChinaSet_AllFiles" / "CXR_png"
+    readings_dir = out / "ChinaSet_AllFiles" / "ClinicalReadings"
+    masks_root = out / "mask"
+    masks_dir = masks_root / "mask" if nested_masks else masks_root
+    for folder in (images_dir, readings_dir, masks_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    stems = [f"CHNCXR_{i + 1:04d}_{int(i >= n // 2)}" for i in range(n)]
+    without = set(rng.choice(stems, missing_masks, replace=False).tolist()) if missing_masks else set()
+    heights = rng.integers(min_size, max_size + 1, n)
+    widths = np.maximum(8, (heights * rng.uniform(0.9, 1.1, n)).astype(int))
+    jobs = [(seed, i, int(heights[i]), int(widths[i]), rgb) for i in range(n)]
+    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
+        for stem, (image_png, mask_png) in zip(stems, pool.map(_shenzhen_files, jobs, chunksize=4)):
+            (images_dir / f"{stem}.png").write_bytes(image_png)
+            if stem not in without:
+                (masks_dir / f"{stem}_mask.png").write_bytes(mask_png)
+            finding = "normal" if stem.endswith("_0") else "PTB in the right upper field"
+            sex = rng.choice(["male", "female"])
+            (readings_dir / f"{stem}.txt").write_text(f"{sex} {int(rng.integers(18, 80))}yrs\n{finding}\n")
+    return SyntheticShenzhen(out, images_dir, masks_root, tuple(sorted(without)))

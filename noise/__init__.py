@@ -1,0 +1,33 @@
+"""The T-Loss paper's noisy-label protocol: exact by default, fast and parallel.
+
+alpha selects ``int(N * alpha)`` of the sorted cases with a seeded shuffle; beta sets how strongly
+each selected mask is corrupted by one of dilation, erosion or rotation + translation. With the
+default seed the selections, kinds and masks are pixel-identical to the published generator
+(SP-guided noisy-label segmentation, reused by the T-Loss repository); :mod:`.reference` keeps a
+literal single-process version of it as the test oracle.
+
+Typical use (what the dataset converters do)::
+
+    plan = plan_noise(sorted_train_ids, NoiseSetting(0.7, 0.5), seed=0)
+    noisy = apply_noise(clean_mask, plan[case], beta=0.5).mask
+"""
+
+from tloss_nnunet.noise.apply import NoisyMask, apply_noise, noise_rate
+from tloss_nnunet.noise.generate import NoiseRunResult, generate_noisy_dataset
+from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
+from tloss_nnunet.noise.plan import plan_noise
+from tloss_nnunet.noise.settings import NOISE_KINDS, CaseNoise, NoiseSetting
+
+__all__ = [
+    "NOISE_KINDS",
+    "CaseNoise",
+    "NoiseRunResult",
+    "NoiseSetting",
+    "NoisyMask",
+    "apply_noise",
+    "generate_noisy_dataset",
+    "noise_rate",
+    "plan_noise",
+    "read_binary_mask",
+    "write_binary_mask",
+]

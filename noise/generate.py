@@ -1,0 +1,301 @@
+"""Generating noisy copies of a folder of masks for several (alpha, beta) settings.
+
+Output layout (``OUT_DIR``)::
+
+    alpha0.3_beta0.5/<case>.png   every case, noisy or copied clean, in the input's value convention
+    ...                           one folder per setting
+    noise_log.csv                 case, <one column per setting: clean/dilate/erode/affine>, notes
+    noise_details.csv             case, setting, kind, angle, direction_row, direction_col,
+                                  noise_rate, note  (one row per case and setting)
+    preview_<setting>.png         only with ``preview > 0``
+
+``notes`` in noise_log.csv is empty unless some setting deviated from a plain run of the
+protocol for that case, e.g. ``alpha0.7_beta0.5: tiny mask (1 px): ... left unchanged``.
+
+Safety: options, folders and preview images are checked before any work starts. Each mask is
+read once, by the worker that corrupts it, and validated there; all outputs go to a hidden
+staging folder inside ``OUT_DIR``. If any mask is invalid, the staging folder is deleted and one
+:class:`~tloss_nnunet.errors.InputError` lists every offending file, so ``OUT_DIR`` is left as it
+was (reading each mask once instead of twice is a large part of the per-mask cost). Outputs are
+moved into place only when everything succeeded; existing non-empty setting folders or logs are
+replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise.apply import apply_noise
+from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
+from tloss_nnunet.noise.parallel import default_workers, ordered_map
+from tloss_nnunet.noise.plan import plan_noise
+from tloss_nnunet.noise.preview import find_image, image_is_readable, preview_cases, write_preview
+from tloss_nnunet.noise.settings import CaseNoise, NoiseSetting
+
+LOG_NAME = "noise_log.csv"
+DETAILS_NAME = "noise_details.csv"
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """What happened to one case in one setting (one row of noise_details.csv)."""
+
+    case: str
+    setting: str
+    spec: CaseNoise
+    noise_rate: float
+    note: str
+
+
+@dataclass(frozen=True)
+class NoiseRunResult:
+    """Paths written by :func:`generate_noisy_dataset` and the per-case records."""
+
+    out_dir: Path
+    folders: dict[str, Path]
+    log_path: Path
+    details_path: Path
+    preview_paths: tuple[Path, ...]
+    records: tuple[CaseRecord, ...]
+
+
+@dataclass(frozen=True)
+class _CaseTask:
+    """Everything one worker needs for one case, across all settings (picklable)."""
+
+    mask_path: Path
+    specs: tuple[CaseNoise, ...]
+    betas: tuple[float, ...]
+    out_paths: tuple[Path, ...]
+    unbiased: bool
+
+
+def _process_case(task: _CaseTask) -> tuple[str, tuple[tuple[float, str], ...]]:
+    """Validate and read one mask, write its noisy copy for every setting (worker function).
+
+    Returns:
+        ('', (noise_rate, note) per setting), or (problem, ()) if the mask is invalid.
+    """
+    try:
+        clean, max_value = read_binary_mask(task.mask_path)
+    except InputError as err:
+        return str(err), ()
+    outcomes = []
+    for spec, beta, out_path in zip(task.specs, task.betas, task.out_paths):
+        noisy = apply_noise(clean, spec, beta, unbiased=task.unbiased)
+        write_binary_mask(out_path, noisy.mask, max_value)
+        outcomes.append((noisy.noise_rate, noisy.note))
+    return "", tuple(outcomes)
+
+
+def _list_masks(mask_dir: Path) -> dict[str, Path]:
+    """Case id -> path for every visible ``*.png`` in ``mask_dir``, sorted by id."""
+    if not mask_dir.is_dir():
+        raise InputError(f"mask folder {mask_dir} does not exist or is not a folder")
+    masks = {
+        path.stem: path
+        for path in sorted(mask_dir.iterdir())
+        if path.suffix.lower() == ".png" and not path.name.startswith(".")
+    }
+    if not masks:
+        raise InputError(f"no *.png masks in {mask_dir}")
+    return masks
+
+
+def _existing_outputs(out_dir: Path, names: Sequence[str]) -> list[str]:
+    """Names under ``out_dir`` that a run would replace: non-empty folders or existing files."""
+    clashes = []
+    for name in names:
+        path = out_dir / name
+        if path.is_dir() and any(path.iterdir()) or path.is_file():
+            clashes.append(name)
+    return clashes
+
+
+def _report(problems: Sequence[str]) -> None:
+    """Raise one InputError listing every problem, if there are any."""
+    if problems:
+        listing = "\n  ".join(problems)
+        raise InputError(f"{len(problems)} problem(s) with the input, nothing was written:\n  {listing}")
+
+
+def _preview_image_problems(image_paths: dict[str, Path | None]) -> list[str]:
+    """Missing or undecodable preview images."""
+    problems = []
+    for case, path in image_paths.items():
+        if path is None:
+            problems.append(f"no image found for preview case {case}")
+        elif not image_is_readable(path):
+            problems.append(f"{path.name}: unreadable preview image")
+    return problems
+
+
+def _write_logs(staging: Path, settings: Sequence[NoiseSetting], records: Sequence[CaseRecord]) -> None:
+    """Write noise_log.csv (wide: kinds per setting + notes) and noise_details.csv (long)."""
+    by_case: dict[str, dict[str, CaseRecord]] = {}
+    for record in records:
+        by_case.setdefault(record.case, {})[record.setting] = record
+    names = [setting.name for setting in settings]
+    with open(staging / LOG_NAME, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", *names, "notes"])
+        for case, row in by_case.items():
+            notes = "; ".join(f"{name}: {row[name].note}" for name in names if row[name].note)
+            writer.writerow([case, *(row[name].spec.kind for name in names), notes])
+    with open(staging / DETAILS_NAME, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["case", "setting", "kind", "angle", "direction_row", "direction_col", "noise_rate", "note"]
+        )
+        for record in records:
+            spec = record.spec
+            direction = spec.direction or ("", "")
+            angle = "" if spec.angle is None else repr(spec.angle)
+            rate = "nan" if math.isnan(record.noise_rate) else f"{record.noise_rate:.6f}"
+            writer.writerow([record.case, record.setting, spec.kind, angle, *direction, rate, record.note])
+
+
+def _commit(staging: Path, out_dir: Path, names: Sequence[str]) -> None:
+    """Move the staged outputs into ``out_dir``, replacing existing ones (moved aside first)."""
+    trash = staging / ".replaced"
+    trash.mkdir()
+    for name in names:
+        destination = out_dir / name
+        if destination.exists():
+            destination.replace(trash / name)
+        (staging / name).replace(destination)
+
+
+def generate_noisy_dataset(
+    mask_dir: str | Path,
+    out_dir: str | Path,
+    settings: Sequence[NoiseSetting],
+    seed: int = 0,
+    workers: int | None = None,
+    unbiased: bool = False,
+    preview: int = 0,
+    image_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> NoiseRunResult:
+    """Write noisy copies of every ``mask_dir/<case>.png`` for each setting into ``out_dir``.
+
+    Args:
+        mask_dir: folder of binary masks (0/1 or 0/255 single-channel PNGs).
+        out_dir: output folder (created if missing); layout in the module docstring.
+        settings: the (alpha, beta) pairs; one output folder each.
+        seed: seed of the protocol's random stream (0 = the published masks).
+        workers: processes for the per-mask work (default: all usable cores). The result does
+            not depend on it: all random decisions are drawn before the work is distributed.
+        unbiased: unbiased translation directions (see :func:`~tloss_nnunet.noise.plan_noise`).
+        preview: number of cases per setting drawn into ``preview_<setting>.png`` (0 = none).
+        image_dir: optional folder with ``<case>.<ext>`` images shown in the preview.
+        overwrite: replace existing non-empty setting folders and logs.
+        progress: show tqdm progress bars.
+
+    Raises:
+        InputError: bad settings, unreadable/invalid masks (all listed), missing preview images,
+            or outputs that exist without ``overwrite``. Nothing is written in that case.
+    """
+    mask_dir, out_dir = Path(mask_dir), Path(out_dir)
+    settings = list(settings)
+    names = [setting.name for setting in settings]
+    if not settings:
+        raise InputError("give at least one (alpha, beta) setting")
+    if len(set(names)) != len(names):
+        raise InputError(f"duplicate settings: {', '.join(names)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} exists and is not a folder")
+    masks = _list_masks(mask_dir)
+    plans = {setting.name: plan_noise(list(masks), setting, seed, unbiased) for setting in settings}
+    previews = {name: preview_cases(plan, preview) for name, plan in plans.items()} if preview > 0 else {}
+    preview_names = [f"preview_{name}.png" for name in previews]
+    output_names = [*names, LOG_NAME, DETAILS_NAME, *preview_names]
+    clashes = _existing_outputs(out_dir, output_names) if out_dir.is_dir() else []
+    if clashes and not overwrite:
+        raise InputError(
+            f"{out_dir} already holds {', '.join(clashes)}; use --overwrite to replace them"
+        )
+    if image_dir is not None and not Path(image_dir).is_dir():
+        raise InputError(f"image folder {image_dir} does not exist or is not a folder")
+    wanted_images = sorted({case for cases in previews.values() for case in cases})
+    image_paths = {case: find_image(Path(image_dir), case) for case in wanted_images} if image_dir else {}
+    image_problems = _preview_image_problems(image_paths)  # reported together with bad masks
+    workers = default_workers() if workers is None else max(1, int(workers))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    with pool if pool is not None else nullcontext():
+        created_out_dir = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".noise-staging-", dir=out_dir))
+        try:
+            records = _generate(masks, settings, plans, staging, unbiased, pool, workers, progress, image_problems)
+            _write_logs(staging, settings, records)
+            for name, cases in previews.items():
+                setting = next(s for s in settings if s.name == name)
+                write_preview(
+                    staging / f"preview_{name}.png", setting, cases, masks, plans[name],
+                    {case: image_paths.get(case) for case in cases}, unbiased,
+                )
+            _commit(staging, out_dir, output_names)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created_out_dir and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return NoiseRunResult(
+        out_dir=out_dir,
+        folders={name: out_dir / name for name in names},
+        log_path=out_dir / LOG_NAME,
+        details_path=out_dir / DETAILS_NAME,
+        preview_paths=tuple(out_dir / name for name in preview_names),
+        records=tuple(records),
+    )
+
+
+def _generate(
+    masks: dict[str, Path],
+    settings: Sequence[NoiseSetting],
+    plans: dict[str, dict[str, CaseNoise]],
+    staging: Path,
+    unbiased: bool,
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    progress: bool,
+    known_problems: Sequence[str] = (),
+) -> list[CaseRecord]:
+    """Run the per-case work (all settings of a case in one task) and collect the records.
+
+    Raises:
+        InputError: listing ``known_problems`` and every invalid mask, after all cases were tried.
+    """
+    for setting in settings:
+        (staging / setting.name).mkdir()
+    tasks = [
+        _CaseTask(
+            mask_path=path,
+            specs=tuple(plans[s.name][case] for s in settings),
+            betas=tuple(s.beta for s in settings),
+            out_paths=tuple(staging / s.name / f"{case}.png" for s in settings),
+            unbiased=unbiased,
+        )
+        for case, path in masks.items()
+    ]
+    records, problems = [], list(known_problems)
+    outcomes = ordered_map(_process_case, tasks, pool, workers, "adding label noise", progress)
+    for case, (problem, per_setting) in zip(masks, outcomes):
+        if problem:
+            problems.append(problem)
+        for setting, (rate, note) in zip(settings, per_setting):
+            records.append(CaseRecord(case, setting.name, plans[setting.name][case], rate, note))
+    _report(problems)  # the caller discards the staging folder
+    return records

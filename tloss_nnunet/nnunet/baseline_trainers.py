@@ -1,0 +1,133 @@
+"""nnU-Net trainers for the robustness study's baselines, on the study's schedules.
+
+Every loss of the study must train on the same schedule, so each baseline exists in the two schedules the
+study uses, named as nnU-Net names its variants (``-tr`` matches class names only):
+
+============  ==============================  ==============================  ==============================
+loss          default schedule (1000 epochs)  ``_50epochs`` (GPU study)       ``_tiny`` (smoke, 2 x 4 iters)
+============  ==============================  ==============================  ==============================
+tloss         nnUNetTrainerTLoss              nnUNetTrainerTLoss_50epochs     nnUNetTrainerTLoss_tiny
+dice_ce       nnUNetTrainer                   nnUNetTrainer_50epochs          nnUNetTrainerDiceCE_tiny
+ce            nnUNetTrainerCELoss             nnUNetTrainerCELoss_50epochs    nnUNetTrainerCELoss_tiny
+dice          nnUNetTrainerDiceLoss           nnUNetTrainerDiceLoss_50epochs  nnUNetTrainerDiceLoss_tiny
+gce           nnUNetTrainerGCELoss            nnUNetTrainerGCELoss_50epochs   nnUNetTrainerGCELoss_tiny
+============  ==============================  ==============================  ==============================
+
+The T-Loss, Dice+CE, CE and Dice classes of the first two columns are nnU-Net's own or the T-Loss trainer's
+(:mod:`tloss_nnunet.nnunet.variants`); this module adds the GCE trainer and the missing schedule twins.
+:data:`STUDY_TRAINERS` is that table as a dict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import nnUNetTrainerCELoss
+from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import nnUNetTrainerDiceLoss
+
+from tloss_nnunet.baselines import GeneralizedCrossEntropyLoss
+from tloss_nnunet.nnunet.variants import TINY_EPOCHS, TINY_ITERATIONS, TINY_VAL_ITERATIONS
+
+__all__ = [
+    "STUDY_TRAINERS",
+    "nnUNetTrainerGCELoss",
+    "nnUNetTrainerGCELoss_50epochs",
+    "nnUNetTrainerGCELoss_tiny",
+    "nnUNetTrainerCELoss_50epochs",
+    "nnUNetTrainerCELoss_tiny",
+    "nnUNetTrainerDiceLoss_50epochs",
+    "nnUNetTrainerDiceLoss_tiny",
+]
+
+#: loss name -> schedule -> trainer class name (see the module docstring).
+STUDY_TRAINERS: dict[str, dict[str, str]] = {
+    "tloss": {"default": "nnUNetTrainerTLoss", "50epochs": "nnUNetTrainerTLoss_50epochs",
+              "tiny": "nnUNetTrainerTLoss_tiny"},
+    "dice_ce": {"default": "nnUNetTrainer", "50epochs": "nnUNetTrainer_50epochs",
+                "tiny": "nnUNetTrainerDiceCE_tiny"},
+    "ce": {"default": "nnUNetTrainerCELoss", "50epochs": "nnUNetTrainerCELoss_50epochs",
+           "tiny": "nnUNetTrainerCELoss_tiny"},
+    "dice": {"default": "nnUNetTrainerDiceLoss", "50epochs": "nnUNetTrainerDiceLoss_50epochs",
+             "tiny": "nnUNetTrainerDiceLoss_tiny"},
+    "gce": {"default": "nnUNetTrainerGCELoss", "50epochs": "nnUNetTrainerGCELoss_50epochs",
+            "tiny": "nnUNetTrainerGCELoss_tiny"},
+}
+
+STUDY_EPOCHS = 50
+
+
+def _deep_supervision_weights(num_scales: int, is_ddp: bool, compiled: bool) -> np.ndarray:
+    """nnU-Net's weights: 1 / 2**i per scale, the coarsest 0 (1e-6 under DDP without compile), normalised."""
+    weights = np.array([1 / (2 ** i) for i in range(num_scales)])
+    weights[-1] = 1e-6 if is_ddp and not compiled else 0
+    return weights / weights.sum()
+
+
+def _set_tiny(trainer) -> None:
+    trainer.num_epochs = TINY_EPOCHS
+    trainer.num_iterations_per_epoch = TINY_ITERATIONS
+    trainer.num_val_iterations_per_epoch = TINY_VAL_ITERATIONS
+
+
+class nnUNetTrainerGCELoss(nnUNetTrainer):
+    """nnU-Net's default trainer with the generalised cross-entropy (q = ``gce_q``) as its loss.
+
+    Label maps only (like nnU-Net's CE variant); the ignore label is honoured and every deep-supervision
+    scale gets nnU-Net's weights.
+    """
+
+    gce_q: float = 0.7
+
+    def _build_loss(self):
+        if self.label_manager.has_regions:
+            raise RuntimeError("nnUNetTrainerGCELoss supports label maps only, not region-based training.")
+        loss = GeneralizedCrossEntropyLoss(q=self.gce_q, ignore_index=self.label_manager.ignore_label)
+        if self.enable_deep_supervision:
+            weights = _deep_supervision_weights(len(self._get_deep_supervision_scales()),
+                                                self.is_ddp, self._do_i_compile())
+            loss = DeepSupervisionWrapper(loss, weights)
+        return loss
+
+
+class nnUNetTrainerGCELoss_50epochs(nnUNetTrainerGCELoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = STUDY_EPOCHS
+
+
+class nnUNetTrainerGCELoss_tiny(nnUNetTrainerGCELoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _set_tiny(self)
+
+
+class nnUNetTrainerCELoss_50epochs(nnUNetTrainerCELoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = STUDY_EPOCHS
+
+
+class nnUNetTrainerCELoss_tiny(nnUNetTrainerCELoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _set_tiny(self)
+
+
+class nnUNetTrainerDiceLoss_50epochs(nnUNetTrainerDiceLoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = STUDY_EPOCHS
+
+
+class nnUNetTrainerDiceLoss_tiny(nnUNetTrainerDiceLoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _set_tiny(self)

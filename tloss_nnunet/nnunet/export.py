@@ -1,0 +1,147 @@
+"""Export a T-Loss model folder so that stock nnU-Net (without this plugin) can predict with it.
+
+The T-Loss changes the training objective only; the network, plans and inference are nnU-Net's. A model
+folder ``<results>/DatasetXXX/nnUNetTrainerTLoss__<plans>__<config>`` is copied to
+``OUT/nnUNetTrainer__<plans>__<config>`` with every checkpoint's ``trainer_name`` set to ``nnUNetTrainer``
+and the T-Loss entries removed (``tloss_state``, the ``nu`` log). Inference reads only the network
+weights, ``trainer_name``, the configuration and the mirroring axes, so predictions are identical.
+
+Trade-off: the copy no longer records that the model was trained with the T-Loss (that provenance is kept in
+``tloss_export.json`` beside it), and ``nnUNetv2_train --c`` on the copy would continue with nnU-Net's Dice+CE
+loss, not the T-Loss. Keep the original folder for further training.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from tloss_nnunet.errors import InputError
+
+__all__ = ["ExportResult", "export_stock_model", "STOCK_TRAINER", "KNOWN_TLOSS_TRAINERS"]
+
+STOCK_TRAINER = "nnUNetTrainer"
+# Trainers of this package: all keep nnU-Net's default network, which is what makes the export valid.
+KNOWN_TLOSS_TRAINERS = frozenset({
+    "nnUNetTrainerTLoss", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainerTLoss_50epochs",
+    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau",
+})
+FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
+REQUIRED_FILES = ("plans.json", "dataset.json")
+PROVENANCE_FILE = "tloss_export.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and what it holds."""
+
+    output_folder: str
+    checkpoints: tuple[str, ...]  # paths relative to output_folder
+    source_trainer: str
+
+
+def _split_model_folder_name(name: str) -> tuple[str, str, str]:
+    parts = name.split("__")
+    if len(parts) != 3 or not all(parts):
+        raise InputError(f"'{name}' is not an nnU-Net model folder name of the form TRAINER__PLANS__CONFIGURATION.")
+    return parts[0], parts[1], parts[2]
+
+
+def _find_checkpoints(model_folder: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(model_folder, "fold_*", "checkpoint_*.pth")))
+
+
+def _stock_checkpoint(checkpoint: dict, path: str, force: bool) -> tuple[dict, dict]:
+    """Return (rewritten checkpoint, provenance entry) for one loaded checkpoint."""
+    missing = [k for k in ("network_weights", "trainer_name", "init_args") if k not in checkpoint]
+    if missing:
+        raise InputError(f"{path}: not an nnU-Net v2 checkpoint (missing {missing}).")
+    trainer = checkpoint["trainer_name"]
+    if trainer not in KNOWN_TLOSS_TRAINERS and not force:
+        raise InputError(f"{path}: trained with '{trainer}', not one of this package's trainers; the export is only "
+                         f"valid if that trainer uses nnU-Net's default network. Pass --force if it does.")
+    stock = dict(checkpoint)
+    stock["trainer_name"] = STOCK_TRAINER
+    tloss_state = stock.pop("tloss_state", None)
+    if isinstance(stock.get("logging"), dict):
+        stock["logging"] = {k: v for k, v in stock["logging"].items() if k != "nu"}
+    provenance = {"trainer_name": trainer, "nu": None if tloss_state is None else tloss_state.get("nu"),
+                  "current_epoch": checkpoint.get("current_epoch")}
+    return stock, provenance
+
+
+def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = False, force: bool = False,
+                       progress: bool = True) -> ExportResult:
+    """Copy ``model_folder`` into ``output_parent/nnUNetTrainer__<plans>__<config>`` for stock nnU-Net.
+
+    Args:
+        model_folder: a trained model folder (``.../DatasetXXX/<trainer>__<plans>__<config>``) with
+            plans.json, dataset.json and ``fold_*/checkpoint_*.pth``.
+        output_parent: folder that receives the export (created if missing), e.g. a colleague's
+            ``$nnUNet_results/DatasetXXX_Name``.
+        overwrite: replace an existing export of the same name (otherwise refused).
+        force: accept checkpoints from trainers not defined in this package.
+        progress: show a progress bar over the checkpoints.
+
+    The export is assembled in a temporary folder next to the target and renamed into place at the end, so
+    a failure never leaves a half-written model folder.
+
+    Raises:
+        InputError: missing or malformed input, or an existing output without ``overwrite``.
+    """
+    model_folder = os.path.abspath(model_folder)
+    if not os.path.isdir(model_folder):
+        raise InputError(f"model folder '{model_folder}' does not exist.")
+    trainer, plans, configuration = _split_model_folder_name(os.path.basename(model_folder))
+    problems = [f"missing {name}" for name in REQUIRED_FILES if not os.path.isfile(os.path.join(model_folder, name))]
+    checkpoints = _find_checkpoints(model_folder)
+    if not checkpoints:
+        problems.append("no fold_*/checkpoint_*.pth")
+    if problems:
+        raise InputError(f"'{model_folder}' is not a trained nnU-Net model folder: {'; '.join(problems)}.")
+
+    output_parent = os.path.abspath(output_parent)
+    target = os.path.join(output_parent, f"{STOCK_TRAINER}__{plans}__{configuration}")
+    if target == model_folder:
+        raise InputError(f"'{model_folder}' already names the stock trainer: nothing to export.")
+    if os.path.exists(target) and not overwrite:
+        raise InputError(f"'{target}' exists; pass --overwrite to replace it.")
+    os.makedirs(output_parent, exist_ok=True)
+
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=output_parent)
+    try:
+        for name in FOLDER_FILES:
+            source = os.path.join(model_folder, name)
+            if os.path.isfile(source):
+                shutil.copy2(source, os.path.join(staging, name))
+        provenance: dict[str, dict] = {}
+        written = []
+        for source in tqdm(checkpoints, desc="export checkpoints", unit="ckpt", disable=not progress):
+            relative = os.path.relpath(source, model_folder)
+            checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+            stock, provenance[relative] = _stock_checkpoint(checkpoint, source, force)
+            destination = os.path.join(staging, relative)
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            torch.save(stock, destination)
+            written.append(relative)
+        with open(os.path.join(staging, PROVENANCE_FILE), "w") as f:
+            json.dump({"source_folder": model_folder, "source_trainer": trainer, "exported_as": STOCK_TRAINER,
+                       "checkpoints": provenance}, f, indent=2)
+        if os.path.exists(target):
+            trash = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=output_parent)
+            os.replace(target, os.path.join(trash, "old"))
+            os.replace(staging, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(output_folder=target, checkpoints=tuple(written), source_trainer=trainer)

@@ -1,0 +1,73 @@
+"""Schedule and option variants of :class:`nnUNetTrainerTLoss`, named the way nnU-Net names its own.
+
+``-tr`` matches the class name only, so every variant is a small subclass that changes attributes after
+``super().__init__`` (whose signature must be spelled out: nnU-Net records its init args from it).
+
+* ``nnUNetTrainerTLoss_5epochs``, ``nnUNetTrainerTLoss_50epochs``: short schedules (nnU-Net's
+  ``nnUNetTrainer_5epochs`` / ``nnUNetTrainer_50epochs`` are the stock-loss twins).
+* ``nnUNetTrainerTLoss_tiny``: 2 epochs x 4 iterations, 2 validation iterations, for tests and CPU smoke runs;
+  ``nnUNetTrainerDiceCE_tiny`` is the same schedule with nnU-Net's stock Dice+CE loss, for fair comparisons.
+* ``nnUNetTrainerTLoss_nuPlateau``: the reference's network-lr drop when nu plateaus, on the default schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+
+__all__ = [
+    "nnUNetTrainerTLoss_5epochs",
+    "nnUNetTrainerTLoss_50epochs",
+    "nnUNetTrainerTLoss_tiny",
+    "nnUNetTrainerTLoss_nuPlateau",
+    "nnUNetTrainerDiceCE_tiny",
+]
+
+TINY_EPOCHS = 2
+TINY_ITERATIONS = 4
+TINY_VAL_ITERATIONS = 2
+
+
+def _make_tiny(trainer: nnUNetTrainer) -> None:
+    trainer.num_epochs = TINY_EPOCHS
+    trainer.num_iterations_per_epoch = TINY_ITERATIONS
+    trainer.num_val_iterations_per_epoch = TINY_VAL_ITERATIONS
+
+
+class nnUNetTrainerTLoss_5epochs(nnUNetTrainerTLoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+
+
+class nnUNetTrainerTLoss_50epochs(nnUNetTrainerTLoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 50
+
+
+class nnUNetTrainerTLoss_tiny(nnUNetTrainerTLoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _make_tiny(self)
+
+
+class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
+    """nnU-Net's stock trainer (Dice + CE loss) on the ``_tiny`` schedule."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _make_tiny(self)
+
+
+class nnUNetTrainerTLoss_nuPlateau(nnUNetTrainerTLoss):
+    """Default schedule plus the reference's rule: nu plateaued -> network lr x 0.1 (floor 1e-4), kept on top
+    of the poly schedule (see :mod:`tloss_nnunet.nnunet.nu_plateau`)."""
+
+    nu_plateau_lr_drop = True
