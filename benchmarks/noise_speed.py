@@ -11,7 +11,9 @@ more (alpha, beta) settings. Three runs, side by side, each repeated and reporte
 
 All runs must write identical masks; the script checks that and prints it.
 
-Part 2 (native resolution): one H x W lesion mask (default 4000 x 6000), time per kind for the
+Part 2 (compute only): the same masks in memory, no PNG I/O, one process: reference vs fast.
+
+Part 3 (native resolution): one H x W lesion mask (default 4000 x 6000), time per kind for the
 fast path; with ``--native-reference`` also for the reference (minutes for dilation/erosion).
 
 Usage::
@@ -33,26 +35,35 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tloss_nnunet.noise import CaseNoise, NoiseSetting, apply_noise, generate_noisy_dataset
+from tloss_nnunet.noise import CaseNoise, NoiseSetting, apply_noise, generate_noisy_dataset, plan_noise
 from tloss_nnunet.noise.reference import (
     reference_add_noise,
     reference_affine,
     reference_dilate,
     reference_erode,
+    reference_protocol,
 )
 from tloss_nnunet.noise.synthetic import lesion_like_mask
 
 
-def write_masks(folder: Path, count: int, shape: tuple[int, int], seed: int) -> list[str]:
-    """Write ``count`` lesion-like 0/255 masks; return their case ids."""
+def isic_like_masks(count: int, shape: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
+    """``count`` lesion-like (H, W) bool masks keyed by ISIC-style ids, none of them empty."""
     rng = np.random.default_rng(seed)
-    cases = [f"ISIC_{i:07d}" for i in range(count)]
-    for case in cases:
+    masks = {}
+    for index in range(count):
         mask = lesion_like_mask(rng, shape)
         if not mask.any():  # ISIC masks always contain a lesion
             mask[shape[0] // 2, shape[1] // 2 - 5 : shape[1] // 2 + 5] = True
+        masks[f"ISIC_{index:07d}"] = mask
+    return masks
+
+
+def write_masks(folder: Path, count: int, shape: tuple[int, int], seed: int) -> list[str]:
+    """Write ``count`` lesion-like 0/255 masks; return their case ids."""
+    masks = isic_like_masks(count, shape, seed)
+    for case, mask in masks.items():
         cv2.imwrite(str(folder / f"{case}.png"), mask.astype(np.uint8) * 255)
-    return cases
+    return list(masks)
 
 
 def run_reference(mask_dir: Path, out_dir: Path, settings: list[NoiseSetting], seed: int) -> None:
@@ -129,6 +140,32 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"\nidentical masks (reference vs fast, both worker counts): {identical}")
 
 
+def in_memory(args: argparse.Namespace) -> None:
+    """Compute only (masks already in memory, no PNG I/O), one process: the algorithmic gain."""
+    masks = isic_like_masks(args.masks, (256, 256), args.seed)
+    labels = {case: mask.astype(np.uint8) for case, mask in masks.items()}
+    settings = [NoiseSetting(a, b) for a in args.alpha for b in args.beta]
+
+    def reference(_: int) -> None:
+        for setting in settings:
+            reference_protocol(labels, setting.alpha, setting.beta, seed=0)
+
+    def fast(_: int) -> None:
+        for setting in settings:
+            plan = plan_noise(list(masks), setting, seed=0)
+            for case, mask in masks.items():
+                apply_noise(mask, plan[case], setting.beta)
+
+    produced = args.masks * len(settings)
+    ref_seconds = statistics.median(timed(reference, args.repeats))
+    fast_seconds = statistics.median(timed(fast, args.repeats))
+    print(f"\n## Compute only (in memory, 1 process), same masks and settings, median of {args.repeats}")
+    print("| run | seconds | masks/s | speed-up vs reference |")
+    print("|---|---:|---:|---:|")
+    print(f"| reference (literal) | {ref_seconds:.2f} | {produced / ref_seconds:.0f} | 1.0x |")
+    print(f"| fast | {fast_seconds:.2f} | {produced / fast_seconds:.0f} | {ref_seconds / fast_seconds:.1f}x |")
+
+
 def native(args: argparse.Namespace) -> None:
     shape = tuple(args.native_size)
     mask = lesion_like_mask(np.random.default_rng(1), shape, size_range=(0.2, 0.3), max_blobs=1,
@@ -169,6 +206,7 @@ def main() -> None:
     parser.add_argument("--skip-native", action="store_true")
     args = parser.parse_args()
     throughput(args)
+    in_memory(args)
     if not args.skip_native:
         native(args)
 

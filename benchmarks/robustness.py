@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel (monai engine)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (monai engine)")
+    parser.add_argument("--data-workers", type=int, default=1,
+                        help="processes that write and convert the dataset family (first run only)")
     parser.add_argument("--verify-datasets", action="store_true",
                         help="run nnU-Net's integrity check on every converted dataset (slow on small machines)")
     return parser.parse_args(argv)
@@ -156,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if todo:
             from robustness_lib.data import prepare_family
 
-            family = prepare_family(args.work_dir, config, args.release, verify=args.verify_datasets)
+            family = prepare_family(args.work_dir, config, args.release, verify=args.verify_datasets,
+                                    workers=args.data_workers)
             (run_monai if engine == "monai" else run_nnunet)(todo, family, config, args, store)
         md, png = summarize(args.out)
         print(md.read_text())

@@ -13,7 +13,7 @@ PAPER_BETAS = [0.5, 0.7]
 def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int) -> None:
     parser.add_argument("--out", metavar="RAW", default=None,
                         help="nnU-Net raw folder to write into (default: $nnUNet_raw)")
-    parser.add_argument("--id", type=int, default=default_id, dest="first_id",
+    parser.add_argument("--id", type=int, default=default_id, dest="first_id", metavar="ID",
                         help="dataset id of the clean dataset; noisy ones follow consecutively (default: %(default)s)")
     parser.add_argument("--alpha", type=float, nargs="+", default=PAPER_ALPHAS,
                         help="fractions of training cases with noisy labels (default: %(default)s)")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from tloss_nnunet.converters.isic2017 import OFFICIAL_FOLDERS
+from tloss_nnunet.converters.staging import worker_context
 
 
 # ----------------------------------------------------------------------------- shared drawing
@@ -58,29 +59,36 @@ def _encode(image: np.ndarray, ext: str) -> bytes:
 
 # ----------------------------------------------------------------------------- ISIC 2017
 def isic_case(seed: int, index: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """One dermoscopy-like case: ((H, W, 3) uint8 BGR image, (H, W) uint8 0/255 lesion mask)."""
+    """One dermoscopy-like case: ((H, W, 3) uint8 BGR image, (H, W) uint8 0/255 lesion mask).
+
+    The smooth content (skin shading, pores, pigment, vignette) is rendered at most 768 px wide
+    and upsampled, so that ISIC-size pictures (4000 px) stay cheap; the lesion outline, the
+    mask, hairs and grain are drawn at full resolution.
+    """
     rng = np.random.default_rng([seed, index, 2017])
-    shape = (height, width)
+    scale = min(1.0, 768 / max(height, width))
+    small = (max(8, round(height * scale)), max(8, round(width * scale)))
     skin = np.array([rng.uniform(200, 240), rng.uniform(150, 190), rng.uniform(125, 165)], np.float32)
-    shading = 18 * _smooth_field(rng, shape, 4)[..., None]
-    pores = 7 * _smooth_field(rng, shape, max(8, width // 12))[..., None]
-    image = skin + shading + pores
+    image = skin + 18 * _smooth_field(rng, small, 4)[..., None] + 7 * _smooth_field(rng, small, 64)[..., None]
 
-    mask = np.zeros(shape, np.uint8)
-    radius = min(shape) * rng.uniform(0.12, 0.32)
+    radius = min(height, width) * rng.uniform(0.12, 0.32)
     center = (width * rng.uniform(0.35, 0.65), height * rng.uniform(0.35, 0.65))
-    cv2.fillPoly(mask, [_irregular_outline(rng, center, radius, roughness=rng.uniform(0.15, 0.45))], 255)
+    outline = _irregular_outline(rng, center, radius, roughness=rng.uniform(0.15, 0.45))
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [outline], 255)
+    small_mask = np.zeros(small, np.float32)
+    cv2.fillPoly(small_mask, [np.round(outline * [small[1] / width, small[0] / height]).astype(np.int32)], 1.0)
+    alpha = cv2.GaussianBlur(small_mask, (0, 0), max(1.0, radius * scale * 0.04))[..., None]
     lesion_rgb = np.array([rng.uniform(95, 160), rng.uniform(55, 100), rng.uniform(35, 80)], np.float32)
-    mottling = 22 * _smooth_field(rng, shape, 24)[..., None]
-    edge = max(1.0, radius * 0.04)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), edge)[..., None]
-    image = image * (1 - alpha) + (lesion_rgb + mottling) * alpha
+    image = image * (1 - alpha) + (lesion_rgb + 22 * _smooth_field(rng, small, 24)[..., None]) * alpha
 
-    yy, xx = np.ogrid[:height, :width]
-    dist = np.hypot((yy - height / 2) / (height / 2), (xx - width / 2) / (width / 2))
+    yy, xx = np.ogrid[: small[0], : small[1]]
+    dist = np.hypot((yy - small[0] / 2) / (small[0] / 2), (xx - small[1] / 2) / (small[1] / 2))
     image *= np.clip(1.25 - 0.55 * dist ** 3, 0.15, 1.0)[..., None]  # dermatoscope vignette
 
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    image = cv2.resize(np.clip(image, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
+    grain = rng.integers(-4, 5, (height, width, 1), dtype=np.int16)
+    image = np.clip(image + grain, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(0, 7))):  # hairs: dark smooth curves
         start = rng.uniform([0, 0], [width, height])
         steps = np.cumsum(rng.normal(0, 1, (12, 2)) * width / 40 + rng.normal(0, width / 25, 2), axis=0)
@@ -140,17 +148,17 @@ def write_synthetic_isic2017(
     jobs = [(seed, int(i), f"ISIC_{numbers[order[i]]:07d}", int(heights[i]), int(widths[i]), superpixels)
             for i in range(total)]
 
-    folders: dict[str, list[tuple[str, bytes]]] = {name: [] for pair in OFFICIAL_FOLDERS.values() for name in pair}
-    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
-        for role, job, files in zip(roles, jobs, pool.map(_isic_files, jobs, chunksize=4)):
+    with _ReleaseWriter(out, as_zip) as writer, \
+            (ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess()) as pool:
+        for role, files in zip(roles, pool.map(_isic_files, jobs, chunksize=4)):
             image_folder, mask_folder = OFFICIAL_FOLDERS[role]
-            folders[image_folder] += [f for f in files if not f[0].endswith("_segmentation.png")]
-            folders[mask_folder] += [f for f in files if f[0].endswith("_segmentation.png")]
-    for role, (image_folder, _) in OFFICIAL_FOLDERS.items():
-        case_ids = [job[2] for r, job in zip(roles, jobs) if r == role]
-        folders[image_folder].append((f"{image_folder}_metadata.csv", _isic_metadata(rng, case_ids)))
-    for name, files in folders.items():
-        _write_folder(out, name, sorted(files), as_zip)
+            for filename, data in files:
+                writer.add(mask_folder if filename.endswith("_segmentation.png") else image_folder, filename, data)
+        for role, (image_folder, _) in OFFICIAL_FOLDERS.items():
+            case_ids = [job[2] for r, job in zip(roles, jobs) if r == role]
+            writer.add(image_folder, f"{image_folder}_metadata.csv", _isic_metadata(rng, case_ids))
+        for name in (n for pair in OFFICIAL_FOLDERS.values() for n in pair):
+            writer.ensure(name)  # an empty split still gets its folder
     return out
 
 
@@ -163,20 +171,36 @@ def _isic_metadata(rng: np.random.Generator, case_ids: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _write_folder(out: Path, name: str, files: list[tuple[str, bytes]], as_zip: bool) -> None:
-    """Write ``files`` into ``out/name/`` or into ``out/name.zip`` holding ``name/``."""
-    out.mkdir(parents=True, exist_ok=True)
-    if as_zip:
-        with zipfile.ZipFile(out / f"{name}.zip", "w") as archive:
-            archive.writestr(zipfile.ZipInfo(f"{name}/"), b"")
-            for filename, data in files:
-                compress = zipfile.ZIP_STORED if filename.endswith((".jpg", ".png")) else zipfile.ZIP_DEFLATED
-                archive.writestr(f"{name}/{filename}", data, compress_type=compress)
-        return
-    folder = out / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for filename, data in files:
-        (folder / filename).write_bytes(data)
+class _ReleaseWriter:
+    """Writes release files as they are produced: into ``out/<folder>/`` or into
+    ``out/<folder>.zip`` holding ``<folder>/`` (the official archives' layout)."""
+
+    def __init__(self, out: Path, as_zip: bool) -> None:
+        self.out, self.as_zip = out, as_zip
+        self.archives: dict[str, zipfile.ZipFile] = {}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def ensure(self, folder: str) -> None:
+        if not self.as_zip:
+            (self.out / folder).mkdir(exist_ok=True)
+        elif folder not in self.archives:
+            self.archives[folder] = zipfile.ZipFile(self.out / f"{folder}.zip", "w")
+            self.archives[folder].writestr(zipfile.ZipInfo(f"{folder}/"), b"")
+
+    def add(self, folder: str, filename: str, data: bytes) -> None:
+        self.ensure(folder)
+        if not self.as_zip:
+            (self.out / folder / filename).write_bytes(data)
+            return
+        compress = zipfile.ZIP_STORED if filename.endswith((".jpg", ".png")) else zipfile.ZIP_DEFLATED
+        self.archives[folder].writestr(f"{folder}/{filename}", data, compress_type=compress)
+
+    def __enter__(self) -> "_ReleaseWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for archive in self.archives.values():
+            archive.close()
 
 
 class _InProcess:
@@ -284,7 +308,7 @@ def write_synthetic_shenzhen(
     heights = rng.integers(min_size, max_size + 1, n)
     widths = np.maximum(8, (heights * rng.uniform(0.9, 1.1, n)).astype(int))
     jobs = [(seed, i, int(heights[i]), int(widths[i]), rgb) for i in range(n)]
-    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
+    with ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess() as pool:
         for stem, (image_png, mask_png) in zip(stems, pool.map(_shenzhen_files, jobs, chunksize=4)):
             (images_dir / f"{stem}.png").write_bytes(image_png)
             if stem not in without:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -82,7 +82,8 @@ class NnUNetStudy:
         """Plan and preprocess once per dataset; install the converter's split file."""
         target = self.preprocessed / dataset_dir.name
         if not (target / "nnUNetPlans.json").exists() or not (target / "nnUNetPlans_2d").exists():
-            self._command(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "2d", "-np", "1",
+            processes = str(max(1, (os.cpu_count() or 2) // 2))
+            self._command(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "2d", "-np", processes,
                            "--verify_dataset_integrity"], self.env(0))
         splits = dataset_dir / "splits_final.json"
         if splits.exists() and not (target / "splits_final.json").exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .grid import LOSS_PRIORITY, LOSSES, SETTING_NAMES
+from .grid import CONFIGS, LOSS_PRIORITY, LOSSES, SETTING_NAMES
 
 METRICS: dict[str, str] = {"dice_mean": "mean of per-case Dice", "dice_pooled": "pooled Dice (the paper's metric)"}
 
@@ -145,7 +145,7 @@ def render_markdown(runs: list[dict], title: str = "Robustness study") -> str:
         seeds = sorted({r["seed"] for r in group})
         machines = sorted({r["machine"] for r in group})
         out += ["", f"## engine `{engine}`, config `{config}` ({len(group)} runs, seeds {seeds})", "",
-                "Machine(s): " + "; ".join(machines) + ".",
+                "Machine(s): " + "; ".join(machines) + ".", _config_line(engine, config),
                 f"Wall time: {sum(r['wall_s'] for r in group) / 60:.1f} min in total, "
                 f"median {np.median([r['wall_s'] for r in group]):.0f} s per run."]
         for metric, label in METRICS.items():
@@ -163,6 +163,21 @@ def render_markdown(runs: list[dict], title: str = "Robustness study") -> str:
         if missing:
             out += ["", "### Not run", "", "Cells of the grid with no finished run: " + ", ".join(missing) + "."]
     return "\n".join(out) + "\n"
+
+
+def _config_line(engine: str, name: str) -> str:
+    """One sentence on the configuration's data and schedule (from :data:`~.grid.CONFIGS`)."""
+    config = CONFIGS.get(name)
+    if config is None:
+        return "Configuration: not one of this version's configurations."
+    data = (f"synthetic ISIC-like data, {config.n_train} training / {config.n_test} test cases at "
+            f"{config.image_size} x {config.image_size}")
+    if engine == "monai":
+        schedule = (f"MONAI UNet {config.channels}, {config.iterations} iterations of batch {config.batch_size}, "
+                    f"SGD lr {config.lr} poly, nu Adam lr {config.nu_lr}")
+    else:
+        schedule = f"nnU-Net 2D, trainers of schedule '{config.nnunet_schedule}'"
+    return f"Configuration: {data}; {schedule}. {config.notes}."
 
 
 def _missing_cells(runs: list[dict]) -> list[str]:
@@ -197,6 +212,7 @@ def plot(runs: list[dict], path: Path) -> None:
                         errs.append(0.0 if cell.half_width is None else 100 * cell.half_width)
                 ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=loss)
             ax.set_xticks(range(len(settings)), settings, rotation=30)
+            ax.set_xlim(-0.5, len(settings) - 0.5)
             ax.set_xlabel("noise setting (alpha, beta)")
             ax.set_ylabel(f"Dice x 100 ({metric})")
             ax.set_title(f"{engine}/{config}: {label}")

@@ -18,6 +18,7 @@ import warnings
 
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from torch._dynamo import OptimizedModule
@@ -81,7 +82,11 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
 
     def configure_optimizers(self):
         optimizer, lr_scheduler = super().configure_optimizers()
-        if self.nu_plateau_lr_drop and type(lr_scheduler).__name__ == "PolyLRScheduler":
+        if self.nu_plateau_lr_drop:
+            if type(lr_scheduler) is not PolyLRScheduler:
+                raise RuntimeError(f"the nu-plateau lr drop works on nnU-Net's PolyLRScheduler; "
+                                   f"{type(self).__name__} uses {type(lr_scheduler).__name__}.")
+            # Same schedule, plus a persistent factor that the plateau rule lowers.
             lr_scheduler = ScaledPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
         self.nu_optimizer = build_nu_optimizer(self.tloss.parameters(), lr=self.nu_lr)
         return optimizer, lr_scheduler
@@ -117,9 +122,6 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
         return {"loss": loss.detach().cpu().numpy()}
 
     def _drop_network_lr(self) -> None:
-        if not isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
-            raise RuntimeError("the nu-plateau lr drop needs ScaledPolyLRScheduler; this trainer's "
-                               f"configure_optimizers returned {type(self.lr_scheduler).__name__}.")
         before = self.optimizer.param_groups[0]["lr"]
         after = self.lr_scheduler.drop(self.nu_plateau_decay, self.nu_plateau_min_lr)
         self.print_to_log_file(f"nu plateau at nu={self.tloss.nu:.6g}: network lr {before:.3g} -> {after:.3g} "

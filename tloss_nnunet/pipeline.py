@@ -1,0 +1,387 @@
+"""Run the stock nnU-Net v2 commands (plan, train, predict, evaluate) for one work folder, resumably.
+
+Every step is the real command line (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``,
+``nnUNetv2_predict``, ``nnUNetv2_evaluate_folder``) from the virtual environment this Python runs in,
+started with an environment from :func:`nnunet_env` (nnU-Net's three folders under the work folder,
+the T-Loss trainers findable through ``nnUNet_extTrainer``). Each command's output goes to a log
+file; the console gets one line per step (and a progress bar over training epochs).
+
+Finished work is not redone, so a pipeline can simply be run again after an interruption:
+
+* :func:`plan_and_preprocess` is skipped when the plans and every preprocessed case exist;
+* :func:`train` is skipped when ``checkpoint_final.pth`` exists and continues (``--c``) from
+  ``checkpoint_latest.pth`` / ``checkpoint_best.pth`` otherwise;
+* :func:`predict` is skipped when every input case has its prediction, and continues
+  (``--continue_prediction``) when only some have;
+* :func:`evaluate` reuses ``summary.json`` when it is newer than every prediction.
+
+    env = nnunet_env(Path("work"), device="cpu")
+    plan_and_preprocess(501, env)
+    model = train(501, "nnUNetTrainerTLoss", env)
+    predict(raw / "imagesTs", Path("work/pred"), 501, "nnUNetTrainerTLoss", env)
+    result = evaluate(raw / "labelsTs", Path("work/pred"), 501, "nnUNetTrainerTLoss", env)
+    print(result.dice_mean, result.dice_pooled)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from tloss_nnunet.nnunet import ext_trainer_path
+
+__all__ = [
+    "Evaluation",
+    "dataset_folder_name",
+    "evaluate",
+    "evaluation_current",
+    "model_folder",
+    "nnunet_env",
+    "plan_and_preprocess",
+    "pooled_dice",
+    "predict",
+    "predictions_done",
+    "preprocessing_done",
+    "read_summary",
+    "run_nnunet",
+    "train",
+]
+
+PLANS = "nnUNetPlans"
+#: nnU-Net checkpoints in the order ``--c`` prefers them (the final one means: training finished).
+FINAL_CHECKPOINT = "checkpoint_final.pth"
+RESUMABLE_CHECKPOINTS = ("checkpoint_latest.pth", "checkpoint_best.pth")
+_EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
+_TAIL_LINES = 40
+
+
+# ----------------------------------------------------------------------------- environment
+def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for the nnU-Net commands of one work folder.
+
+    A copy of ``base`` (default ``os.environ``) with:
+
+    * ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` = ``work_dir/nnUNet_raw`` etc. (created);
+    * ``nnUNet_extTrainer``: this package's trainer shim folder first, then any folders already listed;
+    * on ``device == "cpu"``: ``nnUNet_compile=0`` (torch.compile only pays off on long GPU runs);
+    * ``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` sized for this machine unless ``base`` sets them:
+      on a CPU with at most 2 cores augmentation runs in the training process (0: a background worker
+      would only compete with the network for the same cores), otherwise up to 4 workers (CPU) or 8 (GPU).
+    """
+    work_dir = Path(work_dir).resolve()
+    env = dict(os.environ if base is None else base)
+    for variable, folder in (("nnUNet_raw", "nnUNet_raw"), ("nnUNet_preprocessed", "nnUNet_preprocessed"),
+                             ("nnUNet_results", "nnUNet_results")):
+        (work_dir / folder).mkdir(parents=True, exist_ok=True)
+        env[variable] = str(work_dir / folder)
+    shim = ext_trainer_path()
+    others = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != shim]
+    env["nnUNet_extTrainer"] = os.pathsep.join([shim, *others])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device == "cpu":
+        env["nnUNet_compile"] = "0"
+        env.setdefault("nnUNet_n_proc_DA", "0" if cores <= 2 else str(min(4, cores // 2)))
+    else:
+        env.setdefault("nnUNet_n_proc_DA", str(max(1, min(8, cores - 1))))
+    env.setdefault("nnUNet_def_n_proc", str(max(1, min(8, cores))))
+    return env
+
+
+def _executable(name: str, env: Mapping[str, str]) -> str:
+    """The nnU-Net console script next to this interpreter (the venv's bin), else the one on ``PATH``."""
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name, path=env.get("PATH"))
+    if found is None:
+        raise RuntimeError(f"{name} not found next to {sys.executable} nor on PATH: is nnunetv2 installed?")
+    return found
+
+
+def run_nnunet(args: Sequence[str], env: Mapping[str, str], log_file: Path | None = None,
+               *, on_line: Callable[[str], None] | None = None) -> None:
+    """Run the nnU-Net command ``args`` (e.g. ``["nnUNetv2_train", "501", "2d", "0"]``) and wait for it.
+
+    stdout and stderr are appended to ``log_file`` (or passed to this process's stdout when it is None)
+    line by line; ``on_line`` sees every line too (progress bars). A non-zero exit raises
+    :class:`RuntimeError` naming the command, the log file and the last lines of output.
+    """
+    command = [_executable(args[0], env), *map(str, args[1:])]
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8") if log_file is not None else _Stdout() as sink:
+        sink.write(f"$ {' '.join(command)}\n")
+        sink.flush()
+        process = subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1)
+        try:
+            for line in process.stdout:
+                sink.write(line)
+                sink.flush()
+                tail.append(line.rstrip("\n"))
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+            returncode = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if returncode != 0:
+        where = f"; full log: {log_file}" if log_file is not None else ""
+        raise RuntimeError(f"{' '.join(map(str, args))} failed with exit code {returncode}{where}\n"
+                           f"last lines of its output:\n" + "\n".join(tail))
+
+
+class _Stdout:
+    """``sys.stdout`` as a context manager that is not closed on exit."""
+
+    def __enter__(self):
+        return sys.stdout
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- folders
+def dataset_folder_name(dataset_id: int, env: Mapping[str, str]) -> str:
+    """``DatasetXXX_Name`` of ``dataset_id`` in ``env['nnUNet_raw']`` (or the preprocessed folder)."""
+    for root in (env.get("nnUNet_raw"), env.get("nnUNet_preprocessed")):
+        if root and Path(root).is_dir():
+            matches = sorted(p.name for p in Path(root).glob(f"Dataset{int(dataset_id):03d}_*") if p.is_dir())
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise RuntimeError(f"dataset id {dataset_id} is ambiguous in {root}: {matches}")
+    raise RuntimeError(f"no Dataset{int(dataset_id):03d}_* folder in nnUNet_raw={env.get('nnUNet_raw')!r}")
+
+
+def model_folder(dataset_id: int, trainer: str, env: Mapping[str, str], configuration: str = "2d") -> Path:
+    """nnU-Net's model folder ``$nnUNet_results/DatasetXXX_Name/<trainer>__nnUNetPlans__<configuration>``."""
+    return (Path(env["nnUNet_results"]) / dataset_folder_name(dataset_id, env)
+            / f"{trainer}__{PLANS}__{configuration}")
+
+
+def preprocessing_done(dataset_id: int, env: Mapping[str, str], configurations: Sequence[str] = ("2d",)) -> bool:
+    """True when the plans exist and every training case of ``dataset.json`` is preprocessed for every
+    configuration (nnU-Net writes one ``<case>.pkl`` beside each case's array files)."""
+    name = dataset_folder_name(dataset_id, env)
+    folder = Path(env["nnUNet_preprocessed"]) / name
+    plans_file = folder / f"{PLANS}.json"
+    raw_json = Path(env["nnUNet_raw"]) / name / "dataset.json"
+    if not plans_file.is_file() or not raw_json.is_file():
+        return False
+    expected = json.loads(raw_json.read_text())["numTraining"]
+    plans = json.loads(plans_file.read_text())
+    for configuration in configurations:
+        config = plans["configurations"].get(configuration)
+        if config is None:
+            return False
+        data = folder / config.get("data_identifier", f"{PLANS}_{configuration}")
+        if not data.is_dir() or len(list(data.glob("*.pkl"))) != expected:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- steps
+def plan_and_preprocess(dataset_id: int, env: Mapping[str, str], configurations: Sequence[str] = ("2d",),
+                        log_file: Path | None = None) -> None:
+    """``nnUNetv2_plan_and_preprocess -d ID -c ... --verify_dataset_integrity``, unless already done.
+
+    nnU-Net's planner calls ``torch.set_num_threads(nnUNet_n_proc_DA)``, which fails for 0 (the value
+    single-threaded CPU training wants): this command gets at least 1.
+    """
+    if preprocessing_done(dataset_id, env, configurations):
+        return
+    step_env = dict(env)
+    if step_env.get("nnUNet_n_proc_DA", "").strip() == "0":
+        step_env["nnUNet_n_proc_DA"] = "1"
+    processes = step_env.get("nnUNet_def_n_proc", "1")
+    run_nnunet(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", *configurations,
+                "-np", *([processes] * len(configurations)), "--verify_dataset_integrity"],
+               step_env, log_file)
+
+
+def train(dataset_id: int, trainer: str, env: Mapping[str, str], fold: int | str = 0, configuration: str = "2d",
+          device: str = "cpu", log_file: Path | None = None, *,
+          on_epoch: Callable[[int], None] | None = None) -> Path:
+    """``nnUNetv2_train ID CONFIGURATION FOLD -tr TRAINER -device DEVICE`` and return the model folder
+    (``.../<trainer>__nnUNetPlans__<configuration>``; the fold's files are in ``fold_<fold>/``).
+
+    Skipped when ``fold_<fold>/checkpoint_final.pth`` exists; continued with ``--c`` when an
+    intermediate checkpoint exists. ``on_epoch(n)`` is called when epoch ``n`` (0-based) starts.
+    """
+    folder = model_folder(dataset_id, trainer, env, configuration)
+    fold_dir = folder / f"fold_{fold}"
+    if (fold_dir / FINAL_CHECKPOINT).is_file():
+        return folder
+    resume = any((fold_dir / name).is_file() for name in RESUMABLE_CHECKPOINTS)
+
+    def watch(line: str) -> None:
+        match = _EPOCH_LINE.search(line)
+        if match and on_epoch is not None:
+            on_epoch(int(match.group(1)))
+
+    run_nnunet(["nnUNetv2_train", str(dataset_id), configuration, str(fold), "-tr", trainer, "-device", device,
+                *(["--c"] if resume else [])], env, log_file, on_line=watch)
+    if not (fold_dir / FINAL_CHECKPOINT).is_file():
+        raise RuntimeError(f"nnUNetv2_train finished without writing {fold_dir / FINAL_CHECKPOINT}; see {log_file}")
+    return folder
+
+
+def _expected_predictions(input_dir: Path, output_dir: Path, file_ending: str) -> list[Path]:
+    """One output ``<case><ending>`` per input case (files ``<case>_0000<ending>``, ``<case>_0001...``)."""
+    cases = sorted({p.name[: -len(file_ending) - 5] for p in input_dir.glob(f"*_[0-9][0-9][0-9][0-9]{file_ending}")})
+    if not cases:
+        raise RuntimeError(f"no input images (<case>_0000{file_ending}) in {input_dir}")
+    return [output_dir / f"{case}{file_ending}" for case in cases]
+
+
+def _file_ending(dataset_id: int, env: Mapping[str, str]) -> str:
+    raw_json = Path(env["nnUNet_raw"]) / dataset_folder_name(dataset_id, env) / "dataset.json"
+    return json.loads(raw_json.read_text())["file_ending"]
+
+
+def predictions_done(input_dir: Path, output_dir: Path, dataset_id: int, env: Mapping[str, str]) -> bool:
+    """True when every case of ``input_dir`` has its prediction in ``output_dir``."""
+    expected = _expected_predictions(Path(input_dir), Path(output_dir), _file_ending(dataset_id, env))
+    return all(p.is_file() for p in expected)
+
+
+def predict(input_dir: Path, output_dir: Path, dataset_id: int, trainer: str, env: Mapping[str, str],
+            fold: int | str = 0, configuration: str = "2d", device: str = "cpu",
+            log_file: Path | None = None) -> Path:
+    """``nnUNetv2_predict -i INPUT -o OUTPUT -d ID -tr TRAINER -c CONFIGURATION -f FOLD`` and return ``output_dir``.
+
+    Skipped when every case of ``input_dir`` has its prediction; continues when some have. On CPU
+    prediction runs in one process (``-npp 0 -nps 0``): worker processes cost more than they save there.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    expected = _expected_predictions(input_dir, output_dir, _file_ending(dataset_id, env))
+    done = [p.is_file() for p in expected]
+    if all(done):
+        return output_dir
+    workers = ["-npp", "0", "-nps", "0"] if device == "cpu" else ["-npp", "2", "-nps", "2"]
+    run_nnunet(["nnUNetv2_predict", "-i", str(input_dir), "-o", str(output_dir), "-d", str(dataset_id),
+                "-tr", trainer, "-c", configuration, "-f", str(fold), "-device", device, "--disable_progress_bar",
+                *workers, *(["--continue_prediction"] if any(done) else [])], env, log_file)
+    missing = [p.name for p in expected if not p.is_file()]
+    if missing:
+        raise RuntimeError(f"nnUNetv2_predict left {len(missing)} case(s) without a prediction in {output_dir}: "
+                           f"{missing[:5]}")
+    return output_dir
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass
+class Evaluation:
+    """Test-set scores of one model for label 1 (the foreground).
+
+    Attributes:
+        per_case: ``{case id: Dice}`` from nnU-Net's ``summary.json`` (NaN when a case and its
+            prediction are both empty, as nnU-Net reports it).
+        dice_mean: mean of the per-case Dice values (nnU-Net's ``mean['1']['Dice']``, NaN-ignoring).
+        dice_pooled: the paper's metric, Dice over all test pixels pooled:
+            ``2 * sum_i TP_i / (sum_i |pred_i| + sum_i |gt_i|)``, computed from the files.
+        summary_path: the ``summary.json`` written by ``nnUNetv2_evaluate_folder``.
+    """
+
+    per_case: dict[str, float]
+    dice_mean: float
+    dice_pooled: float
+    summary_path: Path
+
+
+def pooled_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: int = 1) -> float:
+    """Dice of ``label`` over all ``(prediction, ground truth)`` pairs pooled into one set of pixels.
+
+    ``2 * sum TP / (sum |pred == label| + sum |gt == label|)``; NaN when the label is absent everywhere.
+    Arrays of one pair must have the same shape (any number of dimensions).
+    """
+    tp = predicted = reference = 0
+    for prediction, truth in pairs:
+        if prediction.shape != truth.shape:
+            raise ValueError(f"prediction shape {prediction.shape} != ground-truth shape {truth.shape}")
+        p, t = prediction == label, truth == label
+        tp += int(np.count_nonzero(p & t))
+        predicted += int(np.count_nonzero(p))
+        reference += int(np.count_nonzero(t))
+    return 2.0 * tp / (predicted + reference) if predicted + reference else float("nan")
+
+
+def read_summary(summary_path: Path, file_ending: str, label: int = 1) -> tuple[dict[str, float], float]:
+    """``(per-case Dice {case id: Dice}, mean Dice)`` of ``label`` from an nnU-Net ``summary.json``."""
+    summary = json.loads(Path(summary_path).read_text())
+    per_case: dict[str, float] = {}
+    for entry in summary["metric_per_case"]:
+        name = Path(entry["prediction_file"]).name
+        case_id = name[: -len(file_ending)] if name.endswith(file_ending) else name
+        value = entry["metrics"][str(label)]["Dice"]
+        per_case[case_id] = float("nan") if value is None else float(value)
+    mean = summary["mean"][str(label)]["Dice"]
+    return per_case, float("nan") if mean is None else float(mean)
+
+
+def _read_segmentations(gt_dir: Path, pred_dir: Path, case_ids: Sequence[str], dataset_json: dict,
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(prediction, ground truth)`` arrays per case, read with nnU-Net's reader for the dataset's format."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    ending = dataset_json["file_ending"]
+    first = str(gt_dir / f"{case_ids[0]}{ending}")
+    reader = determine_reader_writer_from_dataset_json(dataset_json, first, verbose=False)()
+    return [(reader.read_seg(str(pred_dir / f"{c}{ending}"))[0], reader.read_seg(str(gt_dir / f"{c}{ending}"))[0])
+            for c in case_ids]
+
+
+def evaluation_current(pred_dir: Path, file_ending: str = ".png") -> bool:
+    """True when ``pred_dir/summary.json`` exists and is newer than every prediction in ``pred_dir``."""
+    summary = Path(pred_dir) / "summary.json"
+    predictions = list(Path(pred_dir).glob(f"*{file_ending}"))
+    return summary.is_file() and bool(predictions) and all(
+        p.stat().st_mtime <= summary.stat().st_mtime for p in predictions)
+
+
+def evaluate(gt_dir: Path, pred_dir: Path, dataset_id: int, trainer: str, env: Mapping[str, str],
+             configuration: str = "2d", log_file: Path | None = None) -> Evaluation:
+    """``nnUNetv2_evaluate_folder GT PRED -djfile -pfile -o PRED/summary.json`` (the model's dataset.json
+    and plans.json) plus the pooled Dice from the same files; see :class:`Evaluation`.
+
+    The command is skipped when ``summary.json`` is newer than every prediction. Every ground-truth
+    case must have a prediction.
+    """
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    folder = model_folder(dataset_id, trainer, env, configuration)
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    ending = dataset_json["file_ending"]
+    references = sorted(gt_dir.glob(f"*{ending}"))
+    if not references:
+        raise RuntimeError(f"no ground-truth segmentations (*{ending}) in {gt_dir}")
+    case_ids = [p.name[: -len(ending)] for p in references]
+    missing = [c for c in case_ids if not (pred_dir / f"{c}{ending}").is_file()]
+    if missing:
+        raise RuntimeError(f"{len(missing)} ground-truth case(s) have no prediction in {pred_dir}: {missing[:5]}")
+    summary = pred_dir / "summary.json"
+    if not evaluation_current(pred_dir, ending):
+        # nnU-Net writes the file in place: write under a temporary name (it must end in .json), then rename.
+        partial = pred_dir / f".summary.{os.getpid()}.json"
+        try:
+            run_nnunet(["nnUNetv2_evaluate_folder", str(gt_dir), str(pred_dir), "-djfile",
+                        str(folder / "dataset.json"), "-pfile", str(folder / "plans.json"), "-o", str(partial),
+                        "-np", env.get("nnUNet_def_n_proc", "1")], env, log_file)
+            os.replace(partial, summary)
+        finally:
+            partial.unlink(missing_ok=True)
+    per_case, mean = read_summary(summary, ending)
+    pooled = pooled_dice(_read_segmentations(gt_dir, pred_dir, case_ids, dataset_json))
+    return Evaluation(per_case=per_case, dice_mean=mean, dice_pooled=pooled, summary_path=summary)
