@@ -139,7 +139,10 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
     """
     folder = raw / ds.name
     if folder_state(folder, ds.fingerprint) in ("stale", "foreign"):  # allowed by --overwrite
-        shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        else:
+            folder.unlink()
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     atomic.remove_temporaries(folder)

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from monai.metrics.utils import create_ignore_mask
-from monai.networks import one_hot
-from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
+
+if TYPE_CHECKING:
+    from monai.utils import LossReduction
+
+# MONAI's helpers (LossReduction, one_hot, create_ignore_mask) are imported where they are used: importing
+# ``monai`` loads all of its networks (seconds), and nnU-Net imports this module just to look up a trainer
+# class by name, for every train and predict command.
 
 __all__ = ["TLoss", "t_loss", "t_nll_from_sums"]
 
@@ -90,7 +94,7 @@ def t_loss(
     log_precision: float | torch.Tensor = 0.0,
     normalize: bool = True,
     epsilon: float = 1e-8,
-    reduction: LossReduction | str = LossReduction.MEAN,
+    reduction: LossReduction | str = "mean",
 ) -> torch.Tensor:
     """Functional T-Loss for callers that keep nu themselves.
 
@@ -114,7 +118,6 @@ def t_loss(
         raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) from input ({tuple(input.shape)}).")
     if input.ndim < 1 or input.shape[0] == 0:
         raise ValueError(f"input must have a non-empty batch dimension, got shape {tuple(input.shape)}.")
-    reduction = LossReduction(reduction)
     dtype = _compute_dtype(input)
     with torch.autocast(device_type=input.device.type, enabled=False):
         delta = input.to(dtype) - target.to(dtype)
@@ -139,6 +142,8 @@ def _loss_from_sums(
     reduction: LossReduction | str,
 ) -> torch.Tensor:
     """(B,) sufficient statistics -> the reduced loss: NLL, optionally / D_b, then the batch reduction."""
+    from monai.utils import LossReduction
+
     nll = t_nll_from_sums(sum_sq, count, log_nu, log_precision, epsilon)
     if normalize:
         nll = nll / count.clamp(min=1).to(nll.dtype)
@@ -225,7 +230,7 @@ class TLoss(_Loss):
         sigmoid: bool = False,
         softmax: bool = False,
         other_act: Callable | None = None,
-        reduction: LossReduction | str = LossReduction.MEAN,
+        reduction: LossReduction | str = "mean",
         ignore_index: int | None = None,
         nu_init: float = 1.0,
         learn_nu: bool = True,
@@ -255,6 +260,8 @@ class TLoss(_Loss):
             TypeError: when ``other_act`` is not None and not callable.
             ValueError: when more than one activation is requested, or nu_init/epsilon/log_precision are invalid.
         """
+        from monai.utils import LossReduction
+
         super().__init__(reduction=LossReduction(reduction).value)
         if other_act is not None and not callable(other_act):
             raise TypeError(f"other_act must be None or callable but is {type(other_act).__name__}.")
@@ -323,6 +330,9 @@ class TLoss(_Loss):
         if mask is not None and (mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]):
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match input shape {tuple(input.shape)}.")
 
+        from monai.metrics.utils import create_ignore_mask
+        from monai.networks import one_hot
+
         n_pred_ch = input.shape[1]
         if self.softmax and self.to_onehot_y and n_pred_ch > 1 and target.shape[1] == 1 and (mask is None or mask.shape[1] == 1):
             return self._softmax_label_map_forward(input, target, mask)
@@ -381,6 +391,8 @@ class TLoss(_Loss):
 
     def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax + one-hot label map (nnU-Net's and MONAI's usual case) through the fused, memory-lean path."""
+        from monai.metrics.utils import create_ignore_mask
+
         valid = create_ignore_mask(labels, self.ignore_index)
         if valid is not None:
             valid = valid.bool()

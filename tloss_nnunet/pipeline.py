@@ -76,7 +76,8 @@ def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | No
     * on ``device == "cpu"``: ``nnUNet_compile=0`` (torch.compile only pays off on long GPU runs);
     * ``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` sized for this machine unless ``base`` sets them:
       on a CPU with at most 2 cores augmentation runs in the training process (0: a background worker
-      would only compete with the network for the same cores), otherwise up to 4 workers (CPU) or 8 (GPU).
+      would only compete with the network for the same cores), otherwise up to 4 workers (CPU) or 8 (GPU);
+      nnU-Net's other pools (preprocessing, export, evaluation) get 1 worker on <= 2 cores, else up to 8.
     """
     work_dir = Path(work_dir).resolve()
     env = dict(os.environ if base is None else base)
@@ -93,7 +94,9 @@ def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | No
         env.setdefault("nnUNet_n_proc_DA", "0" if cores <= 2 else str(min(4, cores // 2)))
     else:
         env.setdefault("nnUNet_n_proc_DA", str(max(1, min(8, cores - 1))))
-    env.setdefault("nnUNet_def_n_proc", str(max(1, min(8, cores))))
+    # Every nnU-Net pool starts its workers with "spawn" (a fresh Python importing torch each): on 2 cores
+    # one worker does the demo-sized jobs sooner than two.
+    env.setdefault("nnUNet_def_n_proc", "1" if cores <= 2 else str(min(8, cores)))
     return env
 
 

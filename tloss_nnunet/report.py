@@ -232,35 +232,38 @@ def plot_cases(report: DemoReport, path: Path) -> None:
     examples = noisy_examples(data, len(cases))
     columns = 3 + len(report.results)
     fig, axes = plt.subplots(len(cases), columns, figsize=(2.3 * columns, 2.5 * len(cases) + 0.3), squeeze=False)
-    fills = _model_colors()  # the same colour per model as in curves.png
-    for row, case in enumerate(cases):
-        image = _read_rgb(data.noisy_dataset / "imagesTs" / f"{case}_0000.png")
-        truth = _read_mask(data.noisy_dataset / "labelsTs" / f"{case}.png")
-        axes[row, 0].imshow(image)
-        axes[row, 0].set_title(f"test {case}", fontsize=8)
-        _show_mask(axes[row, 1], image, truth, (0.1, 0.8, 0.1), None)
-        axes[row, 1].set_title("clean truth", fontsize=8)
-        if row < len(examples):
-            train_case, kind = examples[row]
-            train_image = _read_rgb(data.noisy_dataset / "imagesTr" / f"{train_case}_0000.png")
-            noisy = _read_mask(data.noisy_dataset / "labelsTr" / f"{train_case}.png")
-            clean = _read_mask(data.clean_dataset / "labelsTr" / f"{train_case}.png")
-            _show_mask(axes[row, 2], train_image, noisy, (0.9, 0.1, 0.1), clean)
-            axes[row, 2].set_title(f"TRAINING {train_case}\n{kind}: red noisy, green clean", fontsize=7)
-        else:
-            axes[row, 2].text(0.5, 0.5, "no corrupted\ntraining case", ha="center", va="center", fontsize=8)
-        for j, result in enumerate(report.results):
-            prediction = _read_mask(result.predictions / f"{case}.png")
-            _show_mask(axes[row, 3 + j], image, prediction, fills[j % len(fills)], truth)
-            dice = result.evaluation.per_case.get(case, math.nan)
-            axes[row, 3 + j].set_title(f"{result.label}\nDice {dice:.3f}", fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"clean test cases (first {len(cases)} by id); models trained on alpha={data.alpha:g}, "
-                 f"beta={data.beta:g} noisy masks", fontsize=9)
-    fig.tight_layout()
-    _save_figure(fig, path)
+    try:
+        fills = _model_colors()  # the same colour per model as in curves.png
+        for row, case in enumerate(cases):
+            image = _read_rgb(data.noisy_dataset / "imagesTs" / f"{case}_0000.png")
+            truth = _read_mask(data.noisy_dataset / "labelsTs" / f"{case}.png")
+            axes[row, 0].imshow(image)
+            axes[row, 0].set_title(f"test {case}", fontsize=8)
+            _show_mask(axes[row, 1], image, truth, (0.1, 0.8, 0.1), None)
+            axes[row, 1].set_title("clean truth", fontsize=8)
+            if row < len(examples):
+                train_case, kind = examples[row]
+                train_image = _read_rgb(data.noisy_dataset / "imagesTr" / f"{train_case}_0000.png")
+                noisy = _read_mask(data.noisy_dataset / "labelsTr" / f"{train_case}.png")
+                clean = _read_mask(data.clean_dataset / "labelsTr" / f"{train_case}.png")
+                _show_mask(axes[row, 2], train_image, noisy, (0.9, 0.1, 0.1), clean)
+                axes[row, 2].set_title(f"TRAINING {train_case}\n{kind}: red noisy, green clean", fontsize=7)
+            else:
+                axes[row, 2].text(0.5, 0.5, "no corrupted\ntraining case", ha="center", va="center", fontsize=8)
+            for j, result in enumerate(report.results):
+                prediction = _read_mask(result.predictions / f"{case}.png")
+                _show_mask(axes[row, 3 + j], image, prediction, fills[j % len(fills)], truth)
+                dice = result.evaluation.per_case.get(case, math.nan)
+                axes[row, 3 + j].set_title(f"{result.label}\nDice {dice:.3f}", fontsize=8)
+        for ax in axes.ravel():
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"clean test cases (first {len(cases)} by id); models trained on alpha={data.alpha:g}, "
+                     f"beta={data.beta:g} noisy masks", fontsize=9)
+        fig.tight_layout()
+        _save_figure(fig, path)
+    finally:
+        plt.close(fig)  # also when a file is missing
 
 
 def _show_mask(ax: plt.Axes, image: np.ndarray, mask: np.ndarray, color: tuple[float, float, float],
@@ -333,7 +336,8 @@ def report_blocks(report: DemoReport, curves_name: str = "curves.png", cases_nam
     ]
     if report.seconds:
         blocks += [("h2", "Wall times"),
-                   ("table", ["step", "seconds"], [[step, f"{s:.1f}"] for step, s in report.seconds.items()])]
+                   ("table", ["step", "seconds"], [[step, f"{s:.1f}"] for step, s in report.seconds.items()]
+                    + [["total", f"{sum(report.seconds.values()):.1f}"]])]
     blocks += [
         ("h2", "Files"),
         ("ul", [f"{r.label}: model `{r.model_folder}`, predictions `{r.predictions}`, nnU-Net summary "
