@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 import tempfile
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (monai engine)")
     parser.add_argument("--data-workers", type=int, default=1,
                         help="processes that write and convert the dataset family (first run only)")
+    parser.add_argument("--nu-lr", type=float, default=None,
+                        help="monai engine: Adam lr of the T-Loss's log nu instead of the configuration's; the runs "
+                             "are recorded under config '<config>_nulr<value>' (an ablation, kept apart)")
     parser.add_argument("--verify-datasets", action="store_true",
                         help="run nnU-Net's integrity check on every converted dataset (slow on small machines)")
     return parser.parse_args(argv)
@@ -143,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {md} and {png}")
             return 0
         config = get_config(args.config)
+        if args.nu_lr is not None:
+            if not args.nu_lr > 0:
+                raise InputError(f"--nu-lr must be > 0, got {args.nu_lr}")
+            config = dataclasses.replace(config, name=f"{config.name}_nulr{args.nu_lr:g}", nu_lr=args.nu_lr)
         engine = args.engine or config.engine
         for name in args.settings:
             parse_setting(name)

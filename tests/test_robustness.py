@@ -173,7 +173,7 @@ def test_markdown_table_and_paired_difference_from_hand_made_runs(tmp_path):
     text = md.read_text()
     assert "| a0.7b0.7 | 85.0 (n=1) | 80.0 (n=1) |" in text
     assert "a0.3b0.5/tloss" in text.split("### Not run")[1]  # cells with no run are listed, not invented
-    assert "| clean | 2 (2-2) |" in text  # final nu summary
+    assert "| clean | 2 (2-2) | not traced |" in text  # final nu summary
     assert png.stat().st_size > 1000
     assert render_markdown(runs).count("## engine `monai`, config `cpu`") == 1
 

@@ -3,10 +3,25 @@
 The public entry points are :class:`TLoss` (a MONAI-style loss module) and :func:`t_loss`
 (its functional form). The nnU-Net trainers live in :mod:`tloss_nnunet.nnunet`, the noisy-label
 protocol in :mod:`tloss_nnunet.noise` and the dataset converters in :mod:`tloss_nnunet.converters`.
+
+``TLoss`` and ``t_loss`` are imported on first use, so the noise and converter worker processes
+(and commands that do not train) never pay for importing torch.
 """
 
-from tloss_nnunet.loss import TLoss, t_loss
+from __future__ import annotations
 
 __version__ = "0.1.0"
 
 __all__ = ["TLoss", "t_loss", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("TLoss", "t_loss"):
+        from tloss_nnunet import loss
+
+        return getattr(loss, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,6 +7,7 @@ interval; the table says so instead of inventing one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -106,12 +107,18 @@ def _groups(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def nu_summary(runs: list[dict]) -> str:
-    """Final nu of the T-Loss runs per setting: median and range over seeds."""
-    lines = ["| setting | final nu (median, min-max over seeds) |", "|---|---|"]
+    """Final nu of the T-Loss runs per setting (median and range over seeds) and the median change of log nu
+    from the first to the last traced iteration (Adam moves log nu by at most about lr per step: compare with
+    nu_lr x iterations to see whether nu settled or was still travelling at full speed)."""
+    lines = ["| setting | final nu (median, min-max over seeds) | median change of log nu over the run |",
+             "|---|---|---|"]
     for setting in _ordered({r["setting"] for r in runs}, SETTING_NAMES):
-        nus = [r["nu_final"] for r in runs if r["setting"] == setting and r["loss"] == "tloss" and r["nu_final"] is not None]
-        if nus:
-            lines.append(f"| {setting} | {np.median(nus):.3g} ({min(nus):.3g}-{max(nus):.3g}) |")
+        cell = [r for r in runs if r["setting"] == setting and r["loss"] == "tloss" and r["nu_final"] is not None]
+        if cell:
+            nus = [r["nu_final"] for r in cell]
+            drift = [math.log(r["nu_trace"][-1][1]) - math.log(r["nu_trace"][0][1]) for r in cell if r.get("nu_trace")]
+            lines.append(f"| {setting} | {np.median(nus):.3g} ({min(nus):.3g}-{max(nus):.3g}) | "
+                         + (f"{np.median(drift):+.3f} |" if drift else "not traced |"))
     return "\n".join(lines)
 
 
@@ -167,7 +174,10 @@ def render_markdown(runs: list[dict], title: str = "Robustness study") -> str:
 
 def _config_line(engine: str, name: str) -> str:
     """One sentence on the configuration's data and schedule (from :data:`~.grid.CONFIGS`)."""
-    config = CONFIGS.get(name)
+    base, _, ablation = name.partition("_nulr")
+    config = CONFIGS.get(base)
+    if config is not None and ablation:
+        config = dataclasses.replace(config, nu_lr=float(ablation), notes=f"{config.notes}; nu lr ablation")
     if config is None:
         return "Configuration: not one of this version's configurations."
     data = (f"synthetic ISIC-like data, {config.n_train} training / {config.n_test} test cases at "
@@ -181,8 +191,11 @@ def _config_line(engine: str, name: str) -> str:
 
 
 def _missing_cells(runs: list[dict]) -> list[str]:
+    """Grid cells without a run; an ablation configuration ('..._nulr...') is checked only for its own losses."""
     present = {(r["setting"], r["loss"]) for r in runs}
-    return [f"{s}/{loss}" for s in SETTING_NAMES for loss in LOSS_PRIORITY if (s, loss) not in present]
+    ablation = any("_nulr" in str(r.get("config")) for r in runs)
+    losses = _ordered({r["loss"] for r in runs}, LOSS_PRIORITY) if ablation else LOSS_PRIORITY
+    return [f"{s}/{loss}" for s in SETTING_NAMES for loss in losses if (s, loss) not in present]
 
 
 def plot(runs: list[dict], path: Path) -> None:
