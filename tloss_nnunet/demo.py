@@ -175,17 +175,67 @@ class _Steps:
         return result
 
 
+@dataclass
+class _ModelContext:
+    """What the per-model steps share: the step printer, nnU-Net's environment and the run's folders."""
+
+    steps: _Steps
+    env: dict[str, str]
+    dataset_id: int
+    dataset: Path
+    run_dir: Path
+    logs: Path
+    schedule: Schedule
+    device: str
+
+
+def _train_and_test(ctx: _ModelContext, label: str, trainer: str):
+    """Train ``trainer`` on the noisy dataset, predict and evaluate the clean test set; a TrainerResult."""
+    from tqdm import tqdm
+
+    from tloss_nnunet import pipeline
+    from tloss_nnunet.report import TrainerResult, load_training_log
+
+    key = ctx.schedule.key
+    fold_dir = pipeline.model_folder(ctx.dataset_id, trainer, ctx.env) / "fold_0"
+    trained = lambda: (fold_dir / pipeline.FINAL_CHECKPOINT).is_file()  # noqa: E731
+    train_log = ctx.logs / f"train_{key}_{trainer}.log"
+
+    def train() -> Path:
+        if trained():
+            return pipeline.train(ctx.dataset_id, trainer, ctx.env, device=ctx.device)  # returns the folder
+        with tqdm(total=ctx.schedule.epochs, desc=f"  {trainer}", unit="epoch", leave=False) as bar:
+            # nnU-Net logs "Epoch n" when epoch n starts: n epochs are complete by then.
+            model = pipeline.train(ctx.dataset_id, trainer, ctx.env, device=ctx.device, log_file=train_log,
+                                   on_epoch=lambda n: bar.update(max(0, n - bar.n)))
+            bar.update(bar.total - bar.n)
+            return model
+
+    model = ctx.steps.run(f"nnUNetv2_train {trainer}", train, trained, train_log)
+    images, predictions = ctx.dataset / "imagesTs", ctx.run_dir / "predictions" / key / trainer
+    predict_log = ctx.logs / f"predict_{key}_{trainer}.log"
+    ctx.steps.run(f"nnUNetv2_predict {trainer}",
+                  lambda: pipeline.predict(images, predictions, ctx.dataset_id, trainer, ctx.env, device=ctx.device,
+                                           log_file=predict_log),
+                  lambda: pipeline.predictions_done(images, predictions, ctx.dataset_id, ctx.env), predict_log)
+    evaluate_log = ctx.logs / f"evaluate_{key}_{trainer}.log"
+    evaluation = ctx.steps.run(f"nnUNetv2_evaluate_folder {trainer}",
+                               lambda: pipeline.evaluate(ctx.dataset / "labelsTs", predictions, ctx.dataset_id,
+                                                         trainer, ctx.env, log_file=evaluate_log),
+                               lambda: pipeline.evaluation_current(predictions), evaluate_log)
+    print(f"      {label}: test Dice mean {evaluation.dice_mean:.4f}, pooled {evaluation.dice_pooled:.4f}", flush=True)
+    return TrainerResult(label, trainer, model, predictions, evaluation, load_training_log(model / "fold_0"))
+
+
 def run_demo(args: argparse.Namespace) -> Path:
     """Run every step for the parsed options and return the report folder."""
     schedule = _validate(args)
     device = _resolve_device(args.device)
 
-    from tqdm import tqdm
-
     from tloss_nnunet import pipeline
     from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
     from tloss_nnunet.demo_trainers import EPOCHS_VARIABLE, ITERATIONS_VARIABLE
-    from tloss_nnunet.report import DemoData, DemoReport, TrainerResult, load_training_log, write_report
+    from tloss_nnunet.report import DemoData, DemoReport, write_report
 
     work = args.work.resolve()
     data_key = (f"isic2017_{args.train_cases}-{args.val_cases}-{args.test_cases}_{args.size}px_"
@@ -234,37 +284,9 @@ def run_demo(args: argparse.Namespace) -> Path:
               lambda: pipeline.plan_and_preprocess(noisy_id, env, log_file=logs / "plan_and_preprocess.log"),
               lambda: pipeline.preprocessing_done(noisy_id, env), logs / "plan_and_preprocess.log")
 
-    results = []
-    for label, trainer in (("T-Loss", schedule.tloss_trainer), ("stock Dice+CE", schedule.stock_trainer)):
-        fold_dir = pipeline.model_folder(noisy_id, trainer, env) / "fold_0"
-        train_log = logs / f"train_{schedule.key}_{trainer}.log"
-
-        def train(trainer: str = trainer, train_log: Path = train_log) -> Path:
-            with tqdm(total=schedule.epochs, desc=f"  {trainer}", unit="epoch", leave=False) as bar:
-                # nnU-Net logs "Epoch n" when epoch n starts: n epochs are complete by then.
-                model = pipeline.train(noisy_id, trainer, env, device=device, log_file=train_log,
-                                       on_epoch=lambda n: bar.update(max(0, n - bar.n)))
-                bar.update(bar.total - bar.n)
-                return model
-
-        model = steps.run(f"nnUNetv2_train {trainer}", train,
-                          lambda: (fold_dir / pipeline.FINAL_CHECKPOINT).is_file(), train_log)
-        predictions = run_dir / "predictions" / schedule.key / trainer
-        predict_log = logs / f"predict_{schedule.key}_{trainer}.log"
-        images = noisy_ds.path / "imagesTs"
-        steps.run(f"nnUNetv2_predict {trainer}",
-                  lambda: pipeline.predict(images, predictions, noisy_id, trainer, env, device=device,
-                                           log_file=predict_log),
-                  lambda: pipeline.predictions_done(images, predictions, noisy_id, env), predict_log)
-        evaluate_log = logs / f"evaluate_{schedule.key}_{trainer}.log"
-        evaluation = steps.run(f"nnUNetv2_evaluate_folder {trainer}",
-                               lambda: pipeline.evaluate(noisy_ds.path / "labelsTs", predictions, noisy_id, trainer,
-                                                         env, log_file=evaluate_log),
-                               lambda: pipeline.evaluation_current(predictions), evaluate_log)
-        print(f"      {label}: test Dice mean {evaluation.dice_mean:.4f}, pooled {evaluation.dice_pooled:.4f}",
-              flush=True)
-        results.append(TrainerResult(label, trainer, model, predictions, evaluation,
-                                     load_training_log(model / "fold_0")))
+    ctx = _ModelContext(steps, env, noisy_id, noisy_ds.path, run_dir, logs, schedule, device)
+    results = [_train_and_test(ctx, "T-Loss", schedule.tloss_trainer),
+               _train_and_test(ctx, "stock Dice+CE", schedule.stock_trainer)]
 
     meta = json.loads((noisy_ds.path / "dataset.json").read_text())
     data = DemoData(

@@ -26,6 +26,14 @@ def machine_description(device: str = "cpu") -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {name}"
 
 
+def publish(tmp: str | Path, path: Path) -> None:
+    """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and move it onto ``path``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def run_key(record: dict) -> tuple:
     """Identity of a run for resuming: engine, config, setting, loss, seed."""
     return record.get("engine"), record.get("config"), record["setting"], record["loss"], record["seed"]
@@ -77,7 +85,7 @@ class ResultStore:
             with os.fdopen(fd, "w") as handle:
                 json.dump({"runs": self.runs}, handle, indent=1)
                 handle.write("\n")
-            os.replace(tmp, self.path)
+            publish(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

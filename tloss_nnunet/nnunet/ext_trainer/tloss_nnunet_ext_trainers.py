@@ -22,3 +22,7 @@ __all__ = [
     "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerDiceCE_tiny",
 ]
+
+# The demo schedule of scripts/demo.sh (tloss_nnunet.demo), T-Loss and stock-loss twins.
+from tloss_nnunet.demo_trainers import nnUNetTrainer_demo, nnUNetTrainerTLoss_demo  # noqa: E402,F401
+from tloss_nnunet.nnunet.baseline_trainers import *  # noqa: F401,F403  (robustness study's baseline trainers)
