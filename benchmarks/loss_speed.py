@@ -11,7 +11,8 @@ Losses:
 
 Each (case, loss) runs in a fresh subprocess, so peak memory is that loss's alone: on CUDA
 ``torch.cuda.max_memory_allocated`` above the inputs, on CPU the peak resident set size above the
-inputs. Times are medians over ``--repeats`` runs after one warm-up. Usage::
+inputs (with glibc's mmap threshold pinned so that freed tensors leave the resident set). Both
+include the logits' gradient, which every loss must produce. Times are medians over ``--repeats`` runs after one warm-up. Usage::
 
     python benchmarks/loss_speed.py                  # both cases on CPU
     python benchmarks/loss_speed.py --device cuda --cases 2d 3d --repeats 20
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -139,7 +141,10 @@ def measure(case_name: str, loss_name: str, device_name: str, repeats: int) -> d
 
 def run_in_subprocess(case: str, loss: str, device: str, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", case, loss, "--device", device, "--repeats", str(repeats)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # A fixed mmap threshold makes glibc map every large tensor on its own and unmap it when freed, so the peak
+    # resident size tracks live tensors instead of heap fragmentation (glibc otherwise raises the threshold).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
