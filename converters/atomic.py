@@ -1,38 +1,18 @@
-"""File writes that are never seen half-done: temporary name in the same folder, then ``os.replace``.
+"""Dataset-folder helpers on top of :mod:`tloss_nnunet.atomic`: atomic hard links and sweeping leftovers.
 
-Temporary names are hidden and end in ``.tmp`` (``.<name>.<pid>.tmp``), so nnU-Net, which lists
-files by their ending (``.png``), never picks one up, and a re-run can sweep leftovers of a killed
-run with :func:`remove_temporaries`.
+Temporaries are hidden and end in ``.tmp``, so nnU-Net, which lists files by their ending (``.png``),
+never picks one up, and a re-run can sweep leftovers of a killed run with :func:`remove_temporaries`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
-TMP_SUFFIX = ".tmp"
+from tloss_nnunet.atomic import TMP_SUFFIX, atomic_target, write_bytes, write_json
 
-
-def _temporary_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (readers see the old file or the whole new one)."""
-    tmp = _temporary_for(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: Path, obj: object) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+__all__ = ["link_or_copy", "remove_temporaries", "write_bytes", "write_json"]
 
 
 def link_or_copy(src: Path, dst: Path) -> str:
@@ -44,20 +24,13 @@ def link_or_copy(src: Path, dst: Path) -> str:
     """
     if dst.exists() and os.path.samefile(src, dst):
         return "present"
-    tmp = _temporary_for(dst)
-    if tmp.exists():
-        tmp.unlink()
-    try:
+    with atomic_target(dst) as tmp:
         try:
             os.link(src, tmp)
             how = "link"
         except OSError:  # no hard links here (FAT, some network filesystems, other device)
             shutil.copyfile(src, tmp)
             how = "copy"
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return how
 
 

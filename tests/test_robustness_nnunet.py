@@ -1,4 +1,4 @@
-"""The robustness study's nnU-Net engine: reading nnU-Net's evaluation and checkpoints; end to end (slow)."""
+"""The robustness study's nnU-Net engine: its environment per seed, reading checkpoints; end to end (slow)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,24 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import robustness  # noqa: E402
-from robustness_lib.nnunet_engine import read_nu, read_summary  # noqa: E402
+from robustness_lib.data import Family  # noqa: E402
+from robustness_lib.grid import get_config  # noqa: E402
+from robustness_lib.nnunet_engine import NnUNetStudy, read_nu  # noqa: E402
+
+from tloss_nnunet.nnunet import ext_trainer_path  # noqa: E402
 
 
-def test_read_summary_pools_tp_fp_fn_over_cases(tmp_path):
-    summary = {
-        "foreground_mean": {"Dice": 0.5},
-        "metric_per_case": [
-            {"metrics": {"1": {"TP": 3, "FP": 1, "FN": 0, "Dice": 6 / 7}}},
-            {"metrics": {"1": {"TP": 1, "FP": 0, "FN": 5, "Dice": 2 / 7}}},
-        ],
-    }
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
-    dice_mean, dice_pooled = read_summary(tmp_path / "summary.json")
-    assert dice_mean == 0.5  # nnU-Net's own mean over cases, taken as is
-    assert dice_pooled == pytest.approx(2 * 4 / (2 * 4 + 1 + 5))
+def test_study_env_has_one_results_folder_per_seed(tmp_path):
+    family = Family(raw=tmp_path / "raw", datasets={})
+    study = NnUNetStudy(family, get_config("smoke"), tmp_path / "work")
+    env0, env1 = study.env(0), study.env(1)
+    assert env0["nnUNet_results"] == str((tmp_path / "work" / "results_seed0").resolve())
+    assert env1["nnUNet_results"] == str((tmp_path / "work" / "results_seed1").resolve())
+    for env in (env0, env1):
+        assert env["nnUNet_raw"] == str(family.raw.resolve())
+        assert env["nnUNet_preprocessed"] == str((tmp_path / "work" / "nnUNet_preprocessed").resolve())
+        assert env["nnUNet_extTrainer"].split(os.pathsep)[0] == ext_trainer_path()
+        assert env["nnUNet_compile"] == "0"
 
 
 def test_read_nu_from_a_tloss_checkpoint(tmp_path):
@@ -53,3 +56,6 @@ def test_nnunet_engine_smoke_end_to_end(tmp_path):
     for run in runs:
         assert run["engine"] == "nnunet" and 0 <= run["dice_mean"] <= 1 and 0 <= run["dice_pooled"] <= 1
     assert runs[0]["nu_final"] > 0 and runs[1]["nu_final"] is None
+    logs = tmp_path / "work" / "nnunet" / "logs" / "seed0"
+    assert sorted(p.parent.name for p in logs.glob("*/*/train.log")) == ["nnUNetTrainerGCELoss_tiny",
+                                                                       "nnUNetTrainerTLoss_tiny"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
+from tloss_nnunet.atomic import write_json
 from tloss_nnunet.errors import InputError
 
 __all__ = ["SCHEDULES", "Schedule", "build_parser", "main", "run_demo"]
@@ -168,9 +169,7 @@ class _Steps:
         result = action()
         self.seconds[name] = time.perf_counter() - started
         self.times_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.times_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.seconds, indent=1))
-        os.replace(tmp, self.times_file)
+        write_json(self.times_file, self.seconds)
         print(f"{prefix}: {self.seconds[name]:.0f} s", flush=True)
         return result
 

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tloss_nnunet.nnunet.atomic import atomic_target  # noqa: E402
+from tloss_nnunet.atomic import atomic_target  # noqa: E402
 from tloss_nnunet.pipeline import Evaluation  # noqa: E402
 
 __all__ = [

@@ -6,11 +6,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
+from tloss_nnunet.atomic import write_text
 from tloss_nnunet.errors import InputError
 
 #: Keys every run record has (the issue's schema); records may carry more (nu_trace, memorisation, ...).
@@ -24,14 +24,6 @@ def machine_description(device: str = "cpu") -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {name}"
-
-
-def publish(tmp: str | Path, path: Path) -> None:
-    """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and move it onto ``path``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def run_key(record: dict) -> tuple:
@@ -80,15 +72,7 @@ class ResultStore:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"runs": self.runs}, handle, indent=1)
-                handle.write("\n")
-            publish(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(self.path, json.dumps({"runs": self.runs}, indent=1) + "\n")
 
 
 def load_runs(path: Path) -> list[dict]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 from .grid import CONFIGS, LOSS_PRIORITY, LOSSES, SETTING_NAMES
-from .store import publish
+from tloss_nnunet.atomic import atomic_target, write_text
 
 METRICS: dict[str, str] = {"dice_mean": "mean of per-case Dice", "dice_pooled": "pooled Dice (the paper's metric)"}
 
@@ -241,14 +239,9 @@ def plot(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
 
@@ -268,11 +261,4 @@ def _axis_bottom(cells: dict[tuple[str, str], Cell]) -> float:
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)

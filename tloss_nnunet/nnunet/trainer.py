@@ -24,7 +24,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch._dynamo import OptimizedModule
 
 from tloss_nnunet.loss import TLoss
-from tloss_nnunet.nnunet.atomic import atomic_target
+from tloss_nnunet.atomic import atomic_target
 from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss, build_tloss_for_nnunet, deep_supervision_weights
 from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler
 from tloss_nnunet.nnunet.optimization import backward_and_step, build_nu_optimizer

@@ -1,0 +1,53 @@
+"""Write-then-rename, so a crash never leaves a half-written file under its final name.
+
+One mechanism for the whole project (checkpoints, plots, reports, converted datasets, results files):
+the writer fills a hidden temporary in the target's folder (``.<name>.<pid>.<random>.tmp``; nnU-Net lists
+files by their ending, so it never picks one up), which is renamed onto the target only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["TMP_SUFFIX", "atomic_target", "write_bytes", "write_json", "write_text"]
+
+TMP_SUFFIX = ".tmp"
+
+
+@contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; on success rename it to ``path``, on error delete it.
+
+    The temporary file is created by the caller's writer with the process's normal permissions (unlike
+    ``tempfile.mkstemp``, which would make checkpoints private to the user).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (readers see the old file or the whole new one)."""
+    with atomic_target(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
