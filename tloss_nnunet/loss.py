@@ -174,9 +174,8 @@ class _SoftmaxLabelSumSq(torch.autograd.Function):
 
     Equal to the generic path (softmax, one-hot, slice, subtract, square, sum) but saves only the logits for
     backward and recomputes the probabilities there, so neither probabilities nor one-hot targets stay alive
-    between forward and backward; backward then builds the input gradient in the probabilities' own buffer,
-    one channel at a time. Backward: g_c = dL/dp_c = 2 g_b (p_c - [y = c]) on included, valid elements (else 0),
-    and the softmax Jacobian gives dL/dx_c = p_c (g_c - sum_k p_k g_k).
+    between forward and backward: the loss then costs about as much memory as softmax(x).sum() itself.
+    Backward: dL/dp = 2 g_b delta, and the softmax Jacobian gives dL/dx = p * (dL/dp - sum_c p_c dL/dp_c).
     """
 
     @staticmethod
@@ -189,23 +188,15 @@ class _SoftmaxLabelSumSq(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_sum_sq):  # type: ignore[override]
         logits, labels, valid = ctx.saved_tensors
-        prob = torch.softmax(logits.to(_compute_dtype(logits)), 1)  # overwritten below by the input gradient
-        scale = (2 * grad_sum_sq).view(-1, *([1] * (logits.ndim - 1))).to(prob.dtype)
-        included = range(ctx.first_channel, prob.shape[1])
-
-        def grad_prob(c: int) -> torch.Tensor:
-            """(B, 1, ...) dL/dp_c for one included channel."""
-            g = prob[:, c : c + 1] - (labels == c).to(torch.uint8)  # uint8: a 1-byte temporary
-            g.mul_(scale)
-            return g if valid is None else g.mul_(valid)
-
-        dot = torch.zeros_like(prob[:, :1])  # sum_k p_k g_k
-        for c in included:
-            dot.addcmul_(prob[:, c : c + 1], grad_prob(c))
+        prob = torch.softmax(logits.to(_compute_dtype(logits)), 1)
+        grad_prob = _label_residual_(prob.clone(), labels, valid, ctx.first_channel)
+        grad_prob.mul_((2 * grad_sum_sq).view(-1, *([1] * (logits.ndim - 1))))
+        # sum_c p_c g_c accumulated channel by channel: no (B, N, ...) temporary at the memory peak.
+        dot = torch.zeros_like(prob[:, :1])
         for c in range(prob.shape[1]):
-            factor = grad_prob(c).sub_(dot) if c in included else dot.neg()
-            prob[:, c : c + 1].mul_(factor)
-        return prob.to(logits.dtype), None, None, None
+            dot.addcmul_(prob[:, c : c + 1], grad_prob[:, c : c + 1])
+        grad_prob.sub_(dot).mul_(prob)
+        return grad_prob.to(logits.dtype), None, None, None
 
 
 class TLoss(_Loss):
