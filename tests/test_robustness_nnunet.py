@@ -42,10 +42,10 @@ def test_read_nu_from_a_tloss_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_nnunet_engine_smoke_end_to_end(tmp_path):
+def test_nnunet_engine_smoke_end_to_end(tmp_path, monkeypatch):
     """nnU-Net's commands (plan, train with the _tiny trainers, predict, evaluate) on the smoke data: minutes."""
     bin_dir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ.get("PATH", ""))
     out = tmp_path / "r.json"
     code = robustness.main(["--config", "smoke", "--engine", "nnunet", "--settings", "a0.7b0.7", "--losses", "gce",
                             "tloss", "--out", str(out), "--work-dir", str(tmp_path / "work")])
