@@ -20,7 +20,6 @@ The T-Loss, Dice+CE, CE and Dice classes of the first two columns are nnU-Net's 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -28,7 +27,8 @@ from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import nn
 from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import nnUNetTrainerDiceLoss
 
 from tloss_nnunet.baselines import GeneralizedCrossEntropyLoss
-from tloss_nnunet.nnunet.variants import TINY_EPOCHS, TINY_ITERATIONS, TINY_VAL_ITERATIONS
+from tloss_nnunet.nnunet.loss_adapter import deep_supervision_weights
+from tloss_nnunet.nnunet.variants import apply_tiny_schedule
 
 __all__ = [
     "STUDY_TRAINERS",
@@ -58,19 +58,6 @@ STUDY_TRAINERS: dict[str, dict[str, str]] = {
 STUDY_EPOCHS = 50
 
 
-def _deep_supervision_weights(num_scales: int, is_ddp: bool, compiled: bool) -> np.ndarray:
-    """nnU-Net's weights: 1 / 2**i per scale, the coarsest 0 (1e-6 under DDP without compile), normalised."""
-    weights = np.array([1 / (2 ** i) for i in range(num_scales)])
-    weights[-1] = 1e-6 if is_ddp and not compiled else 0
-    return weights / weights.sum()
-
-
-def _set_tiny(trainer) -> None:
-    trainer.num_epochs = TINY_EPOCHS
-    trainer.num_iterations_per_epoch = TINY_ITERATIONS
-    trainer.num_val_iterations_per_epoch = TINY_VAL_ITERATIONS
-
-
 class nnUNetTrainerGCELoss(nnUNetTrainer):
     """nnU-Net's default trainer with the generalised cross-entropy (q = ``gce_q``) as its loss.
 
@@ -85,8 +72,8 @@ class nnUNetTrainerGCELoss(nnUNetTrainer):
             raise RuntimeError("nnUNetTrainerGCELoss supports label maps only, not region-based training.")
         loss = GeneralizedCrossEntropyLoss(q=self.gce_q, ignore_index=self.label_manager.ignore_label)
         if self.enable_deep_supervision:
-            weights = _deep_supervision_weights(len(self._get_deep_supervision_scales()),
-                                                self.is_ddp, self._do_i_compile())
+            weights = deep_supervision_weights(len(self._get_deep_supervision_scales()),
+                                               is_ddp=self.is_ddp, compiled=self._do_i_compile())
             loss = DeepSupervisionWrapper(loss, weights)
         return loss
 
@@ -102,7 +89,7 @@ class nnUNetTrainerGCELoss_tiny(nnUNetTrainerGCELoss):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _set_tiny(self)
+        apply_tiny_schedule(self)
 
 
 class nnUNetTrainerCELoss_50epochs(nnUNetTrainerCELoss):
@@ -116,7 +103,7 @@ class nnUNetTrainerCELoss_tiny(nnUNetTrainerCELoss):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _set_tiny(self)
+        apply_tiny_schedule(self)
 
 
 class nnUNetTrainerDiceLoss_50epochs(nnUNetTrainerDiceLoss):
@@ -130,4 +117,4 @@ class nnUNetTrainerDiceLoss_tiny(nnUNetTrainerDiceLoss):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _set_tiny(self)
+        apply_tiny_schedule(self)

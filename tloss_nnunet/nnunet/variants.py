@@ -30,7 +30,8 @@ TINY_ITERATIONS = 4
 TINY_VAL_ITERATIONS = 2
 
 
-def _make_tiny(trainer: nnUNetTrainer) -> None:
+def apply_tiny_schedule(trainer: nnUNetTrainer) -> None:
+    """Set the ``_tiny`` schedule (tests, CPU smoke runs) on a trainer, after its ``__init__``."""
     trainer.num_epochs = TINY_EPOCHS
     trainer.num_iterations_per_epoch = TINY_ITERATIONS
     trainer.num_val_iterations_per_epoch = TINY_VAL_ITERATIONS
@@ -54,7 +55,7 @@ class nnUNetTrainerTLoss_tiny(nnUNetTrainerTLoss):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _make_tiny(self)
+        apply_tiny_schedule(self)
 
 
 class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
@@ -63,7 +64,7 @@ class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _make_tiny(self)
+        apply_tiny_schedule(self)
 
 
 class nnUNetTrainerTLoss_nuPlateau(nnUNetTrainerTLoss):
