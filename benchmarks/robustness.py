@@ -76,6 +76,8 @@ def plan_runs(settings: list[str], losses: list[str], seeds: list[int]) -> list[
     """(setting, loss, seed) in priority order: loss by loss (tloss, dice_ce first), then seed, then setting,
     so an interrupted study has the headline comparison on every setting before the other baselines."""
     order = {loss: i for i, loss in enumerate(LOSS_PRIORITY)}
+    # A repeated argument must not train (and count) the same run twice.
+    settings, losses, seeds = (list(dict.fromkeys(values)) for values in (settings, losses, seeds))
     return [(setting, loss, seed) for loss in sorted(losses, key=order.get)
             for seed in seeds for setting in settings]
 
@@ -90,7 +92,7 @@ def summarize(out: Path) -> tuple[Path, Path]:
     return md, png
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=None)  # runs cycle through all settings; the family is tens of MB
 def _run_data(dataset_dir: str, clean_dir: str):
     from robustness_lib.monai_engine import RunData
 
@@ -115,18 +117,31 @@ def _monai_run(setting: str, loss: str, seed: int, dataset_dir: str, clean_dir: 
 def run_monai(todo: list[tuple[str, str, int]], family, config: StudyConfig, args, store: ResultStore) -> None:
     clean_dir = str(family.dataset("clean")[1])
     jobs = [(s, loss, seed, str(family.dataset(s)[1]), clean_dir, config, args.device) for s, loss, seed in todo]
-    bar = tqdm(total=len(jobs), desc=f"robustness {config.name}", unit="run")
-    if args.workers <= 1:
-        _init_worker(args.threads)
-        for job in jobs:
-            store.add(_monai_run(*job))
-            bar.update()
-    else:
+    with tqdm(total=len(jobs), desc=f"robustness {config.name}", unit="run") as bar:
+        if args.workers <= 1:
+            import torch
+
+            threads = torch.get_num_threads()
+            _init_worker(args.threads)
+            try:
+                for job in jobs:
+                    store.add(_monai_run(*job))
+                    bar.update()
+            finally:
+                torch.set_num_threads(threads)
+            return
+        failures = []
         with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(args.threads,)) as pool:
+            # Every finished run is stored even when another fails; the first failure is raised at the end.
             for future in as_completed([pool.submit(_monai_run, *job) for job in jobs]):
-                store.add(future.result())
+                try:
+                    store.add(future.result())
+                except Exception as err:  # noqa: BLE001 - reported and re-raised below
+                    failures.append(err)
+                    print(f"run failed: {err!r}", file=sys.stderr)
                 bar.update()
-    bar.close()
+    if failures:
+        raise failures[0]
 
 
 def run_nnunet(todo: list[tuple[str, str, int]], family, config: StudyConfig, args, store: ResultStore) -> None:
@@ -147,18 +162,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {md} and {png}")
             return 0
         config = get_config(args.config)
+        engine = args.engine or config.engine
+        # The ablation trains on the same data as its base configuration: same default work folder.
+        args.work_dir = args.work_dir or Path(tempfile.gettempdir()) / "tloss-nnunet-robustness" / config.name
         if args.nu_lr is not None:
+            if engine != "monai":
+                raise InputError("--nu-lr applies to the monai engine only (nnU-Net's trainers fix nu's lr)")
             if not args.nu_lr > 0:
                 raise InputError(f"--nu-lr must be > 0, got {args.nu_lr}")
             config = dataclasses.replace(config, name=f"{config.name}_nulr{args.nu_lr:g}", nu_lr=args.nu_lr)
-        engine = args.engine or config.engine
         for name in args.settings:
-            parse_setting(name)
+            parse_setting(name)  # names the malformed ones
+        bad = [name for name in args.settings if name not in SETTING_NAMES]
+        if bad:
+            raise InputError(f"unknown setting(s) {bad}; the study's grid is {', '.join(SETTING_NAMES)}")
         unknown = sorted(set(args.losses) - set(LOSSES))
         if unknown:
             raise InputError(f"unknown loss(es) {unknown}; choose from {tuple(LOSSES)}")
         seeds = args.seeds if args.seeds is not None else list(config.seeds)
-        args.work_dir = args.work_dir or Path(tempfile.gettempdir()) / "tloss-nnunet-robustness" / config.name
         store = ResultStore.open(args.out, args.resume)
         done = store.done()
         todo = [r for r in plan_runs(args.settings, args.losses, seeds) if (engine, config.name, *r) not in done]

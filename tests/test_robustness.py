@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+import robustness
+from robustness_lib import monai_engine
+from robustness_lib.grid import parse_setting, setting_name
+from robustness_lib.metrics import dice_mean, dice_per_case, dice_pooled
+from robustness_lib.store import REQUIRED_KEYS, ResultStore, load_runs
+from robustness_lib.summary import markdown_table, render_markdown, t_interval, tloss_vs_baseline
 
-import robustness  # noqa: E402
-from robustness_lib import monai_engine  # noqa: E402
-from robustness_lib.grid import parse_setting, setting_name  # noqa: E402
-from robustness_lib.metrics import dice_mean, dice_per_case, dice_pooled  # noqa: E402
-from robustness_lib.store import REQUIRED_KEYS, ResultStore, load_runs  # noqa: E402
-from robustness_lib.summary import markdown_table, render_markdown, t_interval, tloss_vs_baseline  # noqa: E402
-
-from tloss_nnunet.errors import InputError  # noqa: E402
+from tloss_nnunet.errors import InputError
 
 
 # ------------------------------------------------------------------ end to end (smoke configuration)
@@ -36,12 +32,10 @@ def smoke_study(tmp_path_factory):
         captured.append(out)
         return out
 
-    monai_engine.predict = capturing_predict
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(monai_engine, "predict", capturing_predict)
         code = robustness.main(["--config", "smoke", "--settings", "a0.7b0.7", "--losses", "tloss", "dice_ce",
                                 "--out", str(tmp / "r.json"), "--work-dir", str(tmp / "work")])
-    finally:
-        monai_engine.predict = original
     return tmp, code, captured
 
 
@@ -72,6 +66,7 @@ def test_smoke_dice_values_are_recomputed_from_the_predictions(smoke_study):
     labels = [np.array(__import__("cv2").imread(str(f), -1)) for f in sorted((test_dir / "labelsTs").glob("*.png"))]
     reference = np.stack(labels)[:, None]
     # Each run predicts the test set first, then its corrupted training cases: 2 captures per run.
+    assert len(runs) == 2 and len(captured) == 2 * len(runs)
     for run, prediction in zip(runs, captured[0::2]):
         assert prediction.shape == reference.shape
         tp = ((prediction == 1) & (reference == 1)).sum()

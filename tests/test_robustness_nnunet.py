@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+import robustness
+from robustness_lib.data import Family
+from robustness_lib.grid import get_config
+from robustness_lib.nnunet_engine import NnUNetStudy, read_nu
 
-import robustness  # noqa: E402
-from robustness_lib.data import Family  # noqa: E402
-from robustness_lib.grid import get_config  # noqa: E402
-from robustness_lib.nnunet_engine import NnUNetStudy, read_nu  # noqa: E402
-
-from tloss_nnunet.nnunet import ext_trainer_path  # noqa: E402
+from tloss_nnunet.nnunet import ext_trainer_path
 
 
 def test_study_env_has_one_results_folder_per_seed(tmp_path):

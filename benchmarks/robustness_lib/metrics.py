@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tloss_nnunet.pipeline import pooled_dice
+
 
 def dice_per_case(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(N,) Dice of foreground (label 1) per case; NaN where both masks are empty (nnU-Net's convention).
@@ -23,11 +25,7 @@ def dice_per_case(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def dice_pooled(prediction: np.ndarray, reference: np.ndarray) -> float:
     """Dice over all pixels of all cases at once: 2 sum(TP) / (sum(pred) + sum(ref)) (the T-Loss paper's metric)."""
-    if prediction.shape != reference.shape:
-        raise ValueError(f"prediction {prediction.shape} and reference {reference.shape} differ in shape")
-    pred, ref = prediction == 1, reference == 1
-    total = int(pred.sum()) + int(ref.sum())
-    return float("nan") if total == 0 else 2.0 * int((pred & ref).sum()) / total
+    return pooled_dice([(prediction, reference)])
 
 
 def dice_mean(prediction: np.ndarray, reference: np.ndarray) -> float:

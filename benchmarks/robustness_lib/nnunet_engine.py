@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from tloss_nnunet import pipeline
+from tloss_nnunet.converters.publish import install_splits
 from tloss_nnunet.nnunet.baseline_trainers import STUDY_TRAINERS
 
 from .data import Family
@@ -71,10 +72,10 @@ class NnUNetStudy:
         """Plan and preprocess once per dataset; install the converter's split file."""
         pipeline.plan_and_preprocess(dataset_id, self._env, configurations=(CONFIGURATION,),
                                      log_file=self.logs / f"{dataset_dir.name}.plan_and_preprocess.log")
-        target = Path(self._env["nnUNet_preprocessed"]) / dataset_dir.name
-        splits = dataset_dir / "splits_final.json"
-        if splits.exists() and not (target / "splits_final.json").exists():
-            shutil.copyfile(splits, target / "splits_final.json")
+        preprocessed = Path(self._env["nnUNet_preprocessed"])
+        installed = preprocessed / dataset_dir.name / "splits_final.json"
+        if (dataset_dir / "splits_final.json").exists() and not installed.exists():
+            install_splits(dataset_dir, preprocessed)
 
     def trainer_name(self, loss: str) -> str:
         return STUDY_TRAINERS[loss][self.config.nnunet_schedule]
