@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-PAPER_ALPHAS = [0.3, 0.5, 0.7]
-PAPER_BETAS = [0.5, 0.7]
+from tloss_nnunet.converters.isic2017 import DEFAULT_FIRST_ID as ISIC_FIRST_ID
+from tloss_nnunet.converters.shenzhen import DEFAULT_FIRST_ID as SHENZHEN_FIRST_ID
+from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 
 def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int) -> None:
@@ -15,16 +16,16 @@ def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int
                         help="nnU-Net raw folder to write into (default: $nnUNet_raw)")
     parser.add_argument("--id", type=int, default=default_id, dest="first_id", metavar="ID",
                         help="dataset id of the clean dataset; noisy ones follow consecutively (default: %(default)s)")
-    parser.add_argument("--alpha", type=float, nargs="+", default=PAPER_ALPHAS,
+    parser.add_argument("--alpha", type=float, nargs="+", default=list(PAPER_ALPHAS),
                         help="fractions of training cases with noisy labels (default: %(default)s)")
-    parser.add_argument("--beta", type=float, nargs="+", default=PAPER_BETAS,
+    parser.add_argument("--beta", type=float, nargs="+", default=list(PAPER_BETAS),
                         help="noise strengths (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256,
                         help="output side length in pixels, square as in the paper; 0 keeps the native size "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise protocol (default: %(default)s, "
                                                             "the paper's)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=int, default=default_workers(),
                         help="worker processes (default: all CPUs, %(default)s); 1 = no subprocesses")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace dataset folders of these names that hold other content")
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             description="ROOT holds the official folders ISIC-2017_{Training,Validation,Test_v2}"
                                         "_Data and ..._Part1_GroundTruth, or their .zip files (read in place).")
     isic.add_argument("root", metavar="ROOT", help="folder with the official folders and/or zip files")
-    _add_common_convert_options(isic, default_id=500)
+    _add_common_convert_options(isic, default_id=ISIC_FIRST_ID)
     isic.set_defaults(func=run_convert_isic2017)
 
     shenzhen = kinds.add_parser("shenzhen", help="Shenzhen chest X-ray (lung segmentation)",
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "mask are skipped; the paper's seeded 70/30 split gives imagesTs.")
     shenzhen.add_argument("images_dir", metavar="IMAGES_DIR", help="CXR_png/ (or ChinaSet_AllFiles/)")
     shenzhen.add_argument("masks_dir", metavar="MASKS_DIR", help="mask/ of the lung-mask release")
-    _add_common_convert_options(shenzhen, default_id=510)
+    _add_common_convert_options(shenzhen, default_id=SHENZHEN_FIRST_ID)
     shenzhen.set_defaults(func=run_convert_shenzhen)
 
     synth = subparsers.add_parser(

@@ -25,6 +25,8 @@ from tloss_nnunet.converters.plan import (
 )
 from tloss_nnunet.converters.sources import Source, list_container
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 #: role -> (image folder, ground-truth folder), the official names (also of the zips).
 OFFICIAL_FOLDERS: dict[Role, tuple[str, str]] = {
@@ -101,8 +103,8 @@ def convert_isic2017(
     raw: str | os.PathLike | None = None,
     *,
     first_id: int = DEFAULT_FIRST_ID,
-    alphas: Sequence[float] = (0.3, 0.5, 0.7),
-    betas: Sequence[float] = (0.5, 0.7),
+    alphas: Sequence[float] = PAPER_ALPHAS,
+    betas: Sequence[float] = PAPER_BETAS,
     size: int = 256,
     seed: int = 0,
     workers: int | None = None,
@@ -163,6 +165,6 @@ def convert_isic2017(
             "description": "ISIC 2017 lesion segmentation in the T-Loss benchmark layout",
         },
     )
-    return convert_family(spec, raw_path, workers=workers or os.cpu_count() or 1, overwrite=overwrite,
+    return convert_family(spec, raw_path, workers=workers or default_workers(), overwrite=overwrite,
                           verify=verify, preprocessed=preprocessed, input_problems=input_problems,
                           progress=progress)

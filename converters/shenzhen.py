@@ -25,6 +25,8 @@ from tloss_nnunet.converters.family import ConversionReport, convert_family
 from tloss_nnunet.converters.plan import CaseTask, FamilySpec, noise_settings, option_problems, output_roots
 from tloss_nnunet.converters.sources import Source, list_folder
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 IMAGE_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])\.png$", re.IGNORECASE)
 MASK_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])_mask\.png$", re.IGNORECASE)
@@ -98,8 +100,8 @@ def convert_shenzhen(
     raw: str | os.PathLike | None = None,
     *,
     first_id: int = DEFAULT_FIRST_ID,
-    alphas: Sequence[float] = (0.3, 0.5, 0.7),
-    betas: Sequence[float] = (0.5, 0.7),
+    alphas: Sequence[float] = PAPER_ALPHAS,
+    betas: Sequence[float] = PAPER_BETAS,
     size: int = 256,
     seed: int = 0,
     workers: int | None = None,
@@ -152,6 +154,6 @@ def convert_shenzhen(
         },
         skipped=tuple(skipped),
     )
-    return convert_family(spec, raw_path, workers=workers or os.cpu_count() or 1, overwrite=overwrite,
+    return convert_family(spec, raw_path, workers=workers or default_workers(), overwrite=overwrite,
                           verify=verify, preprocessed=preprocessed, input_problems=input_problems,
                           progress=progress)

@@ -9,10 +9,8 @@ from collections import Counter
 
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.noise.generate import NoiseRunResult, generate_noisy_dataset
-from tloss_nnunet.noise.settings import NOISE_KINDS, NoiseSetting
+from tloss_nnunet.noise.settings import NOISE_KINDS, PAPER_ALPHAS, PAPER_BETAS, NoiseSetting
 
-PAPER_ALPHAS = (0.3, 0.5, 0.7)
-PAPER_BETAS = (0.5, 0.7)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

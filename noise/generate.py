@@ -247,6 +247,8 @@ def generate_noisy_dataset(
                 )
             _commit(staging, out_dir, output_names)
         except BaseException:
+            if pool is not None:  # no worker may still write into the folder about to be removed
+                pool.shutdown(wait=True, cancel_futures=True)
             shutil.rmtree(staging, ignore_errors=True)
             if created_out_dir and not any(out_dir.iterdir()):
                 out_dir.rmdir()

@@ -13,6 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: The paper's noise grid: alpha (fraction of cases corrupted) x beta (strength).
+PAPER_ALPHAS: tuple[float, ...] = (0.3, 0.5, 0.7)
+PAPER_BETAS: tuple[float, ...] = (0.5, 0.7)
+
 #: Every value ``CaseNoise.kind`` (and the log) can take; "clean" means "not selected by alpha".
 NOISE_KINDS: tuple[str, ...] = ("clean", "dilate", "erode", "affine")
 

@@ -14,9 +14,13 @@ confidently contradicts (likely noisy labels, small p_y) pull less.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
+
+if TYPE_CHECKING:  # MONAI is imported where used: nnU-Net imports this module on every trainer lookup
+    from monai.utils import LossReduction
 
 __all__ = ["GeneralizedCrossEntropyLoss"]
 
@@ -45,7 +49,9 @@ class GeneralizedCrossEntropyLoss(_Loss):
     """
 
     def __init__(self, q: float = 0.7, ignore_index: int | None = None,
-                 reduction: LossReduction | str = LossReduction.MEAN) -> None:
+                 reduction: LossReduction | str = "mean") -> None:
+        from monai.utils import LossReduction
+
         super().__init__(reduction=LossReduction(reduction).value)
         if not (isinstance(q, (int, float)) and 0 < q <= 1):
             raise ValueError(f"q must be a number in (0, 1], got {q!r}.")
@@ -83,10 +89,10 @@ class GeneralizedCrossEntropyLoss(_Loss):
             per_element = (1.0 - torch.exp(self.q * log_p_y)) / self.q
             if valid is not None:
                 per_element = per_element * valid
-            if self.reduction == LossReduction.NONE.value:
+            if self.reduction == "none":
                 return per_element
             total = per_element.sum()
-            if self.reduction == LossReduction.SUM.value:
+            if self.reduction == "sum":
                 return total
             count = per_element.numel() if valid is None else valid.sum()
             # An all-ignored batch has mean 0 (and keeps the graph, so backward still works).

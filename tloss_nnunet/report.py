@@ -13,7 +13,6 @@ under a temporary name and renamed, so a report is never half-written.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tloss_nnunet.atomic import atomic_target  # noqa: E402
+from tloss_nnunet.atomic import atomic_target, write_json, write_text  # noqa: E402
 from tloss_nnunet.pipeline import Evaluation  # noqa: E402
 
 __all__ = [
@@ -436,9 +435,7 @@ def write_report(report: DemoReport, folder: Path) -> ReportPaths:
     plot_curves(report.results, paths.curves)
     plot_cases(report, paths.cases)
     blocks = report_blocks(report, paths.curves.name, paths.cases.name)
-    for path, text in ((paths.results, json.dumps(results_json(report), indent=2) + "\n"),
-                       (paths.markdown, render_markdown(blocks)),
-                       (paths.html, render_html(blocks))):
-        with atomic_target(path) as tmp:
-            Path(tmp).write_text(text, encoding="utf-8")
+    write_json(paths.results, results_json(report))
+    write_text(paths.markdown, render_markdown(blocks))
+    write_text(paths.html, render_html(blocks))
     return paths

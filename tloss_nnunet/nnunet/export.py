@@ -31,7 +31,7 @@ STOCK_TRAINER = "nnUNetTrainer"
 # Trainers of this package: all keep nnU-Net's default network, which is what makes the export valid.
 KNOWN_TLOSS_TRAINERS = frozenset({
     "nnUNetTrainerTLoss", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau",
+    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau", "nnUNetTrainerTLoss_demo",
 })
 FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 REQUIRED_FILES = ("plans.json", "dataset.json")
