@@ -52,11 +52,10 @@ def make_inputs(case: dict, device: torch.device) -> tuple[list[torch.Tensor], l
 
 
 def ds_weights(levels: int) -> list[float]:
-    """nnU-Net's deep-supervision weights: 1/2^i, the lowest scale 0, normalised to sum 1."""
-    weights = [1 / 2**i for i in range(levels)]
-    weights[-1] = 0.0
-    total = sum(weights)
-    return [w / total for w in weights]
+    """nnU-Net's deep-supervision weights (single process): 1/2^i, the lowest scale 0, normalised to sum 1."""
+    from tloss_nnunet.nnunet.loss_adapter import deep_supervision_weights
+
+    return deep_supervision_weights(levels, is_ddp=False, compiled=False).tolist()
 
 
 def make_loss(name: str, case: dict, device: torch.device):

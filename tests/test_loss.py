@@ -335,3 +335,12 @@ def test_fused_label_map_path_equals_one_hot_path(include_background, spatial):
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(grad_fused, grad_generic)
     assert torch.autograd.gradcheck(lambda x: fused(x, labels, mask=mask), (logits,))
+
+
+def test_label_outside_the_classes_is_refused_unless_ignored():
+    logits = torch.randn(1, 2, 4, 4)
+    labels = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    labels[0, 0, 0, 0] = 5
+    with pytest.raises(ValueError, match="outside"):
+        TLoss(softmax=True, to_onehot_y=True)(logits, labels)
+    assert torch.isfinite(TLoss(softmax=True, to_onehot_y=True, ignore_index=5)(logits, labels))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Callable, Sequence, TypeVar
 
 from tloss_nnunet.atomic import write_json
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise.parallel import default_workers
 
 __all__ = ["SCHEDULES", "Schedule", "build_parser", "main", "run_demo"]
 
@@ -247,7 +247,7 @@ def run_demo(args: argparse.Namespace) -> Path:
     env[EPOCHS_VARIABLE], env[ITERATIONS_VARIABLE] = str(schedule.epochs), str(schedule.iterations)
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    workers = max(1, min(4, default_workers()))
     steps = _Steps(total=10, times_file=run_dir / "nnUNet_results" / schedule.key / "step_seconds.json")
     print(f"tloss-nnunet demo: schedule {schedule.key} ({schedule.epochs} epochs x {schedule.iterations} iterations), "
           f"device {device}, work folder {run_dir}", flush=True)

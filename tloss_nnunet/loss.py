@@ -398,6 +398,15 @@ class TLoss(_Loss):
             valid = valid.bool()
         if mask is not None:
             valid = mask.bool() if valid is None else valid & mask.bool()
+        # A label outside [0, N) would silently count as "no class" here (the one-hot path raises): refuse it.
+        out_of_range = (labels < 0) | (labels >= logits.shape[1])
+        if valid is not None:
+            out_of_range &= valid
+        if out_of_range.any():
+            raise ValueError(
+                f"target holds labels outside [0, {logits.shape[1]}) that are not ignored "
+                f"(ignore_index={self.ignore_index}); set ignore_index or mask them."
+            )
         first_channel = 0 if self.include_background else 1
         n_included = logits.shape[1] - first_channel
         dtype = _compute_dtype(logits)

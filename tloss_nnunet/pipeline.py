@@ -39,6 +39,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tloss_nnunet.nnunet import ext_trainer_path
+from tloss_nnunet.noise.parallel import default_workers
 
 __all__ = [
     "Evaluation",
@@ -88,7 +89,7 @@ def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | No
     shim = ext_trainer_path()
     others = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != shim]
     env["nnUNet_extTrainer"] = os.pathsep.join([shim, *others])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = default_workers()
     if device == "cpu":
         env["nnUNet_compile"] = "0"
         env.setdefault("nnUNet_n_proc_DA", "0" if cores <= 2 else str(min(4, cores // 2)))
