@@ -16,6 +16,11 @@ from tloss_nnunet.nnunet import (
     nnUNetTrainerTLoss_nuPlateau,
     nnUNetTrainerTLoss_tiny,
 )
+from tloss_nnunet.nnunet.variants import (
+    nnUNetTrainerTLoss_Adam1en3,
+    nnUNetTrainerTLoss_cap20,
+    nnUNetTrainerTLoss_relative,
+)
 from tloss_nnunet.nnunet.inprocess import make_trainer, plan_and_preprocess
 from tloss_nnunet.nnunet.nu_plateau import ScaledPolyLRScheduler
 from tloss_nnunet.nnunet.synthetic import write_synthetic_dataset
@@ -149,6 +154,50 @@ def test_nu_plateau_drop_survives_schedule_and_checkpoint(prepared, tmp_path):
     resumed.lr_scheduler.step(1)
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
     assert resumed.nu_plateau.state_dict() == trainer.nu_plateau.state_dict()
+
+
+class _RecordEveryStep(nnUNetTrainerTLoss_nuPlateau):
+    nu_plateau_kwargs = {"record_every": 1, "patience": 100, "window": 5, "threshold": 1e-4}
+
+
+def test_nu_plateau_records_log_nu(prepared):
+    trainer = _started(_RecordEveryStep, *prepared("2d"))
+    trainer.on_train_epoch_start()
+    log_nus = []
+    for _ in range(2):
+        trainer.train_step(next(trainer.dataloader_train))
+        log_nus.append(float(trainer.tloss.log_nu.detach()))
+    assert trainer.nu_plateau.records == log_nus  # the released code's raw parameter, not nu
+
+
+def test_load_checkpoint_accepts_a_dict(prepared, tmp_path):
+    dataset_id, configuration = prepared("2d")
+    trainer = _started(nnUNetTrainerTLoss_tiny, dataset_id, configuration)
+    trainer.on_train_epoch_start()
+    trainer.train_step(next(trainer.dataloader_train))
+    path = str(tmp_path / "dict.pth")
+    trainer.save_checkpoint(path)
+    resumed = _started(nnUNetTrainerTLoss_tiny, dataset_id, configuration, continue_training=True)
+    resumed.load_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+    assert torch.equal(resumed.tloss.log_nu.detach(), trainer.tloss.log_nu.detach())
+    assert resumed.current_epoch == trainer.current_epoch + 1
+    with pytest.raises(TypeError, match="checkpoint path or dict"):
+        resumed.load_checkpoint(42)
+
+
+@pytest.mark.parametrize("trainer_class, cap, optimizer, lr, plateau", [
+    (nnUNetTrainerTLoss_relative, 1.0, torch.optim.SGD, 1e-2, False),
+    (nnUNetTrainerTLoss_cap20, 20.0, torch.optim.SGD, 1e-2, False),
+    (nnUNetTrainerTLoss_nuPlateau, None, torch.optim.SGD, 1e-2, True),
+    (nnUNetTrainerTLoss_Adam1en3, None, torch.optim.Adam, 1e-3, False),
+])
+def test_recipe_variants(prepared, trainer_class, cap, optimizer, lr, plateau):
+    trainer = make_trainer(trainer_class, *prepared("2d"), 0)
+    trainer.initialize()
+    assert trainer.tloss.mean_weight_cap == cap
+    assert type(trainer.optimizer) is optimizer and trainer.optimizer.param_groups[0]["lr"] == lr
+    assert (trainer.nu_plateau is not None) is plateau
+    assert trainer.nu_optimizer.param_groups[0]["params"] == [trainer.tloss.log_nu]
 
 
 @pytest.mark.slow

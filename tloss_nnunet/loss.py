@@ -13,6 +13,14 @@ The gradient with respect to the prediction is ``(nu + D_b) / (nu + S_b) * exp(l
 (S_b = exp(lambda) * sum(delta^2)): one weight per sample, so a sample whose residual is large
 (a noisy label) is down-weighted as a whole. A small nu gives heavy tails (robust), a large nu
 approaches the Gaussian (a sum-of-squares loss).
+
+For D_b in the thousands the weight w_b = (nu + D_b) / (nu + S_b) is 1 / MSE_b to within 1e-3: it grows as
+the fit of a sample improves, and with ``normalize=True`` the gradient ``w_b * delta / D_b`` is about
+``delta / S_b``, a step that grows as the loss falls (under SGD, a rising learning rate).
+``mean_weight_cap=c`` stops that growth at a batch mean weight of c: every term is divided by the detached
+``max(1, mean_b' w_b' / c)``, so the gradient is ``w_b * delta / D_b`` while the fit is poor and
+``c * (w_b / mean w) * delta / D_b`` once it is good: only the weights' ratios act from then on. Since
+w_b >= 1 for probabilities, ``c = 1`` keeps only the ratios from the start (a sum-of-squares step).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ if TYPE_CHECKING:
 # ``monai`` loads all of its networks (seconds), and nnU-Net imports this module just to look up a trainer
 # class by name, for every train and predict command.
 
-__all__ = ["TLoss", "t_loss", "t_nll_from_sums"]
+__all__ = ["TLoss", "t_loss", "t_nll_from_sums", "t_weights_from_sums"]
 
 
 def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -85,6 +93,25 @@ def t_nll_from_sums(
     return nll.to(out_dtype)
 
 
+def t_weights_from_sums(
+    sum_sq: torch.Tensor,
+    count: torch.Tensor,
+    log_nu: torch.Tensor,
+    log_precision: float | torch.Tensor = 0.0,
+    epsilon: float = 1e-8,
+) -> torch.Tensor:
+    """Per-sample weight w_b = (nu + D_b) / (nu + exp(lambda) S_b) that the T-Loss puts on a sample's residual.
+
+    d NLL_b / d delta = w_b * exp(lambda) * delta: the sample's gradient is a least-squares gradient times w_b.
+    Args as in :func:`t_nll_from_sums` (``sum_sq``, ``count``: (B,)). Returns (B,) detached, in float64 where
+    the device has it; 1 for an all-ignored sample (D_b = S_b = 0).
+    """
+    dtype = _scalar_dtype(sum_sq.device)
+    nu = torch.exp(log_nu.detach().to(dtype)) + epsilon
+    scaled = torch.exp(torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)) * sum_sq.detach().to(dtype)
+    return (nu + count.to(dtype)) / (nu + scaled)
+
+
 def t_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -95,6 +122,7 @@ def t_loss(
     normalize: bool = True,
     epsilon: float = 1e-8,
     reduction: LossReduction | str = "mean",
+    mean_weight_cap: float | None = None,
 ) -> torch.Tensor:
     """Functional T-Loss for callers that keep nu themselves.
 
@@ -108,6 +136,8 @@ def t_loss(
         normalize: divide each sample's NLL by its number of valid elements D_b (0 for D_b = 0).
         epsilon: floor on nu (nu = exp(log_nu) + epsilon).
         reduction: ``"none"`` -> (B,), ``"mean"`` or ``"sum"`` over the batch -> ().
+        mean_weight_cap: c > 0: divide every term by the detached max(1, batch mean weight / c), so the step
+            stops growing once the mean weight reaches c (see the module docstring); None: no cap.
 
     The residuals are formed in float32 (float64 for float64 input) with autocast disabled, whatever the
     input dtype, so float16/bfloat16 logits under mixed precision give the same loss as float32.
@@ -129,7 +159,7 @@ def t_loss(
             delta = torch.where(mask, delta, torch.zeros((), dtype=dtype, device=delta.device))
             count = mask.sum(dim=reduce_dims).to(dtype)
         sum_sq = delta.square().sum(dim=reduce_dims)
-    return _loss_from_sums(sum_sq, count, log_nu, log_precision, normalize, epsilon, reduction)
+    return _loss_from_sums(sum_sq, count, log_nu, log_precision, normalize, epsilon, reduction, mean_weight_cap)
 
 
 def _loss_from_sums(
@@ -140,13 +170,20 @@ def _loss_from_sums(
     normalize: bool,
     epsilon: float,
     reduction: LossReduction | str,
+    mean_weight_cap: float | None = None,
 ) -> torch.Tensor:
-    """(B,) sufficient statistics -> the reduced loss: NLL, optionally / D_b, then the batch reduction."""
+    """(B,) sufficient statistics -> the reduced loss: NLL, optionally / D_b and / the capped mean weight, then
+    the batch reduction."""
     from monai.utils import LossReduction
 
     nll = t_nll_from_sums(sum_sq, count, log_nu, log_precision, epsilon)
     if normalize:
         nll = nll / count.clamp(min=1).to(nll.dtype)
+    if mean_weight_cap is not None:
+        valid = count > 0
+        if valid.any():
+            mean_weight = t_weights_from_sums(sum_sq, count, log_nu, log_precision, epsilon)[valid].mean()
+            nll = nll / torch.clamp(mean_weight / mean_weight_cap, min=1.0).to(nll.dtype)
     reduction = LossReduction(reduction)
     if reduction == LossReduction.MEAN:
         return nll.mean()
@@ -237,6 +274,7 @@ class TLoss(_Loss):
         normalize: bool = True,
         log_precision: float = 0.0,
         epsilon: float = 1e-8,
+        mean_weight_cap: float | None = None,
     ) -> None:
         """
         Args:
@@ -255,6 +293,10 @@ class TLoss(_Loss):
             log_precision: lambda, log of the diagonal precision: 0.0 is the paper's Sigma = I; the released
                 code corresponds to 1.0.
             epsilon: floor added to nu, nu = exp(log_nu) + epsilon.
+            mean_weight_cap: c > 0 caps the growth of the step: every term is divided by the detached
+                max(1, mean_b w_b / c), w_b = (nu + D_b) / (nu + S_b) ~ 1 / MSE_b, so once the batch's mean
+                weight exceeds c only the weights' ratios act (see the module docstring; the value is then a
+                scaled NLL). 1 keeps only the ratios from the start; None (default) is the plain T-Loss.
 
         Raises:
             TypeError: when ``other_act`` is not None and not callable.
@@ -273,6 +315,8 @@ class TLoss(_Loss):
             raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
         if not math.isfinite(log_precision):
             raise ValueError(f"log_precision must be finite, got {log_precision!r}.")
+        if mean_weight_cap is not None and not (math.isfinite(mean_weight_cap) and mean_weight_cap > 0):
+            raise ValueError(f"mean_weight_cap must be None or a finite number > 0, got {mean_weight_cap!r}.")
         if ignore_index is not None and not isinstance(ignore_index, int):
             raise TypeError(f"ignore_index must be None or an int, got {type(ignore_index).__name__}.")
         self.include_background = include_background
@@ -285,6 +329,7 @@ class TLoss(_Loss):
         self.log_precision = float(log_precision)
         self.epsilon = float(epsilon)
         self.learn_nu = learn_nu
+        self.mean_weight_cap = None if mean_weight_cap is None else float(mean_weight_cap)
         log_nu = torch.tensor(math.log(nu_init), dtype=torch.float32)
         if learn_nu:
             self.log_nu = torch.nn.Parameter(log_nu)
@@ -299,7 +344,8 @@ class TLoss(_Loss):
     def extra_repr(self) -> str:
         return (
             f"nu={self.nu:.4g}, learn_nu={self.learn_nu}, normalize={self.normalize}, "
-            f"log_precision={self.log_precision}, include_background={self.include_background}, "
+            f"log_precision={self.log_precision}, mean_weight_cap={self.mean_weight_cap}, "
+            f"include_background={self.include_background}, "
             f"reduction={self.reduction}"
         )
 
@@ -387,6 +433,7 @@ class TLoss(_Loss):
                 normalize=self.normalize,
                 epsilon=self.epsilon,
                 reduction=self.reduction,
+                mean_weight_cap=self.mean_weight_cap,
             )
 
     def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -417,5 +464,6 @@ class TLoss(_Loss):
             else:
                 count = valid.sum(dim=tuple(range(1, valid.ndim))).to(dtype) * n_included
             return _loss_from_sums(
-                sum_sq, count, self.log_nu, self.log_precision, self.normalize, self.epsilon, self.reduction
+                sum_sq, count, self.log_nu, self.log_precision, self.normalize, self.epsilon, self.reduction,
+                self.mean_weight_cap,
             )

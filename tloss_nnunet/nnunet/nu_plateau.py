@@ -1,10 +1,15 @@
 """The reference's guard against memorising noisy labels: drop the network lr when nu stops moving.
 
-The released T-Loss training records nu every 50 iterations; once at least 10 records exist it smooths
+The released T-Loss training records its nu parameter every 50 iterations; once at least 10 records exist it smooths
 them with a 5-point moving average and, as soon as two consecutive smoothed values differ by at most
 1e-4, multiplies the network lr by 0.1 (not below 1e-4) and starts recording afresh. nu's own lr never
 decays. (The released helper also overwrites the stored records with their averages as a side effect;
 this implementation keeps the raw records, which is the rule as described.)
+
+What is recorded is log nu: the released code's ``criterion.nu`` is the raw parameter, which holds log nu
+(nu = exp(parameter) + 1e-8). The difference matters: nu tracks about twice the per-element squared error,
+so it is small (1e-3 .. 1e-1) late in training, and a 1e-4 threshold on nu in natural units would declare a
+plateau while log nu still falls by 1e-3 per iteration. :func:`plateau_statistic` is that reading.
 
 nnU-Net's :class:`~nnunetv2.training.lr_scheduler.polylr.PolyLRScheduler` rewrites the lr every epoch, so
 a drop written straight into the optimiser would be undone at the next epoch. The drop is therefore kept
@@ -19,11 +24,17 @@ from typing import Callable
 import numpy as np
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
-__all__ = ["NuPlateauDetector", "ScaledPolyLRScheduler"]
+__all__ = ["NuPlateauDetector", "ScaledPolyLRScheduler", "plateau_statistic"]
+
+
+def plateau_statistic(tloss) -> float:
+    """What the plateau rule records of a :class:`~tloss_nnunet.TLoss`: its log nu, as the released code does."""
+    return float(tloss.log_nu.detach())
 
 
 class NuPlateauDetector:
-    """Decides, from nu recorded every ``record_every`` iterations, when nu has plateaued.
+    """Decides, from a value recorded every ``record_every`` iterations (log nu: :func:`plateau_statistic`),
+    when it has plateaued.
 
     Args:
         record_every: iterations between two records of nu (reference: 50).
@@ -46,7 +57,7 @@ class NuPlateauDetector:
     def update(self, read_nu: Callable[[], float]) -> bool:
         """Count one training iteration; return True when this iteration declares a plateau.
 
-        ``read_nu`` is called only on recording iterations: reading nu from a GPU synchronises the device,
+        ``read_nu`` (returning :func:`plateau_statistic` in the trainers) is called only on recording iterations: reading nu from a GPU synchronises the device,
         which should not happen every iteration. After a plateau the records are cleared, so the next
         decision needs ``patience`` fresh records.
         """

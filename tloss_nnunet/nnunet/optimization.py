@@ -49,6 +49,17 @@ def all_reduce_mean_(params: Iterable[nn.Parameter]) -> None:
         p.grad.div_(world_size)
 
 
+def _skip_with_network(nu_params: list[nn.Parameter], network_norm: torch.Tensor) -> None:
+    """In place: make nu's gradients NaN when the network's gradient norm is not finite (else leave them).
+
+    ``norm * 0`` is 0 for a finite norm and NaN for inf or NaN, so adding it marks exactly the batches the
+    GradScaler skips for the network, and its inf check then skips nu too.
+    """
+    for p in nu_params:
+        if p.grad is not None:
+            p.grad.add_((network_norm * 0).to(device=p.grad.device, dtype=p.grad.dtype))
+
+
 def backward_and_step(
     loss: torch.Tensor,
     network_params: Iterable[nn.Parameter],
@@ -59,10 +70,15 @@ def backward_and_step(
 ) -> None:
     """Backward of ``loss`` and one step of both optimisers, following nnU-Net's train_step.
 
-    Order: (scaled) backward -> average nu's gradient over DDP ranks -> unscale both optimisers -> clip the
-    NETWORK gradients to ``clip_norm`` (nnU-Net's 12; nu is not clipped, its Adam step is already bounded)
-    -> step both (the GradScaler skips a step whose gradients are not finite) -> update the scaler once.
-    Both optimisers must have had ``zero_grad`` called before the forward pass.
+    Order: (scaled) backward -> average nu's gradient over DDP ranks -> unscale the network's gradients ->
+    clip them to ``clip_norm`` (nnU-Net's 12; nu is not clipped, its Adam step is already bounded) -> unscale
+    nu's -> step both -> update the scaler once. Both optimisers must have had ``zero_grad`` called before the
+    forward pass.
+
+    Under AMP the GradScaler decides per optimiser whether to skip a step (its inf check looks only at that
+    optimiser's gradients), so on its own it would let nu step on a batch whose network step it skips. A
+    non-finite network gradient norm is therefore carried into nu's gradient (as NaN) before nu's unscale:
+    both steps are skipped together, with no host synchronisation.
     """
     network_params = list(network_params)
     nu_params = [p for group in nu_optimizer.param_groups for p in group["params"]]
@@ -74,8 +90,9 @@ def backward_and_step(
     all_reduce_mean_(nu_params)
     if grad_scaler is not None:
         grad_scaler.unscale_(optimizer)
+        network_norm = torch.nn.utils.clip_grad_norm_(network_params, clip_norm)
+        _skip_with_network(nu_params, network_norm)
         grad_scaler.unscale_(nu_optimizer)
-        torch.nn.utils.clip_grad_norm_(network_params, clip_norm)
         grad_scaler.step(optimizer)
         grad_scaler.step(nu_optimizer)
         grad_scaler.update()

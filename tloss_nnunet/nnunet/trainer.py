@@ -14,6 +14,8 @@ validation, inference) is nnU-Net's. What the learnable nu needs is added:
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import torch
@@ -26,7 +28,7 @@ from torch._dynamo import OptimizedModule
 from tloss_nnunet.loss import TLoss
 from tloss_nnunet.atomic import atomic_target
 from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss, build_tloss_for_nnunet, deep_supervision_weights
-from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler
+from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler, plateau_statistic
 from tloss_nnunet.nnunet.optimization import backward_and_step, build_nu_optimizer
 from tloss_nnunet.nnunet.progress import NU_KEY, NuLocalLogger, ensure_logging_key
 
@@ -42,6 +44,9 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
         tloss_nu_init: initial nu (natural units).
         tloss_normalize: divide each sample's NLL by its D (keeps nnU-Net's lr and clipping regime sensible).
         tloss_log_precision: lambda of the covariance exp(-lambda) I (0 = the paper's identity).
+        tloss_mean_weight_cap: cap on the batch mean of the per-image weights (~ 1 / MSE) beyond which the loss is
+            divided by mean weight / cap, so nnU-Net's SGD step stops growing as the fit improves; None: no cap
+            (see :class:`TLoss`).
         nu_lr: Adam learning rate of log-nu (constant: no schedule touches it).
         nu_plateau_lr_drop: enable the reference's "drop the network lr when nu plateaus" rule, with
             ``nu_plateau_kwargs`` (see :class:`NuPlateauDetector`), ``nu_plateau_decay`` and ``nu_plateau_min_lr``.
@@ -50,6 +55,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
     tloss_nu_init: float = 1.0
     tloss_normalize: bool = True
     tloss_log_precision: float = 0.0
+    tloss_mean_weight_cap: float | None = None
     nu_lr: float = 1e-3
     nu_plateau_lr_drop: bool = False
     nu_plateau_kwargs: dict = {"record_every": 50, "patience": 10, "window": 5, "threshold": 1e-4}
@@ -73,6 +79,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
                 nu_init=self.tloss_nu_init,
                 normalize=self.tloss_normalize,
                 log_precision=self.tloss_log_precision,
+                mean_weight_cap=self.tloss_mean_weight_cap,
             ).to(self.device)
             if self.nu_plateau_lr_drop:
                 self.nu_plateau = NuPlateauDetector(**self.nu_plateau_kwargs)
@@ -117,7 +124,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
             output = self.network(data)
             loss = self.loss(output, target)
         backward_and_step(loss, self.network.parameters(), self.optimizer, self.nu_optimizer, self.grad_scaler)
-        if self.nu_plateau is not None and self.nu_plateau.update(lambda: self.tloss.nu):
+        if self.nu_plateau is not None and self.nu_plateau.update(lambda: plateau_statistic(self.tloss)):
             self._drop_network_lr()
         return {"loss": loss.detach().cpu().numpy()}
 
@@ -186,13 +193,23 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
             torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
-        """nnU-Net's restore, then ``tloss_state``; a checkpoint without it loads with a warning (nu restarts)."""
-        super().load_checkpoint(filename_or_checkpoint)
+        """nnU-Net's restore, then ``tloss_state``; a checkpoint without it loads with a warning (nu restarts).
+
+        A checkpoint dict is accepted too: nnU-Net's own method (2.8.1) only reads paths (a dict reaches an
+        unassigned variable there), so a dict goes through a temporary file.
+        """
         if isinstance(filename_or_checkpoint, dict):
-            checkpoint = filename_or_checkpoint
-        else:
-            # mmap: only the small tloss_state tensors are actually read a second time.
-            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", mmap=True, weights_only=False)
+            with tempfile.TemporaryDirectory(prefix="tloss-checkpoint-") as folder:
+                path = os.path.join(folder, "checkpoint.pth")
+                torch.save(filename_or_checkpoint, path)
+                self.load_checkpoint(path)
+            return
+        if not isinstance(filename_or_checkpoint, (str, os.PathLike)):
+            raise TypeError(f"load_checkpoint takes a checkpoint path or dict, got {type(filename_or_checkpoint).__name__}.")
+        filename_or_checkpoint = os.fspath(filename_or_checkpoint)
+        super().load_checkpoint(filename_or_checkpoint)
+        # mmap: only the small tloss_state tensors are actually read a second time.
+        checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", mmap=True, weights_only=False)
         # NuLocalLogger re-registers "nu" when nnU-Net replaces its dict; a logger swapped by a subclass may not.
         padded = ensure_logging_key(self.logger.local_logger.my_fantastic_logging, NU_KEY)
         padded = max(padded, getattr(self.logger.local_logger, "padded_on_load", 0))

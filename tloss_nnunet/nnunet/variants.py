@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.optimizer.nnUNetTrainerAdam import nnUNetTrainerVanillaAdam1en3
 
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 
@@ -23,6 +24,11 @@ __all__ = [
     "nnUNetTrainerTLoss_tiny",
     "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerDiceCE_tiny",
+    "nnUNetTrainerTLoss_absolute",
+    "nnUNetTrainerTLoss_relative",
+    "nnUNetTrainerTLoss_cap20",
+    "nnUNetTrainerTLoss_cap100",
+    "nnUNetTrainerTLoss_Adam1en3",
 ]
 
 TINY_EPOCHS = 2
@@ -67,8 +73,41 @@ class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
         apply_tiny_schedule(self)
 
 
-class nnUNetTrainerTLoss_nuPlateau(nnUNetTrainerTLoss):
-    """Default schedule plus the reference's rule: nu plateaued -> network lr x 0.1 (floor 1e-4), kept on top
-    of the poly schedule (see :mod:`tloss_nnunet.nnunet.nu_plateau`)."""
+
+
+
+class nnUNetTrainerTLoss_absolute(nnUNetTrainerTLoss):
+    """The plain T-Loss (absolute per-image weights ~ 1 / MSE, normalised by D) under nnU-Net's SGD + poly."""
+
+    tloss_mean_weight_cap = None
+
+
+class nnUNetTrainerTLoss_relative(nnUNetTrainerTLoss):
+    """Only relative per-image weights: the loss divided by the detached batch mean of the weights (cap 1), so
+    nnU-Net's SGD step does not grow as the fit improves; the step is a sum-of-squares one."""
+
+    tloss_mean_weight_cap = 1.0
+
+
+class nnUNetTrainerTLoss_cap20(nnUNetTrainerTLoss):
+    """Absolute weights until the batch mean weight (~ 1 / MSE) reaches 20, relative weights beyond."""
+
+    tloss_mean_weight_cap = 20.0
+
+
+class nnUNetTrainerTLoss_cap100(nnUNetTrainerTLoss):
+    """Absolute weights until the batch mean weight (~ 1 / MSE) reaches 100, relative weights beyond."""
+
+    tloss_mean_weight_cap = 100.0
+
+
+class nnUNetTrainerTLoss_nuPlateau(nnUNetTrainerTLoss_absolute):
+    """The plain T-Loss plus the reference's rule: log nu plateaued -> network lr x 0.1 (floor 1e-4), kept on
+    top of the poly schedule (see :mod:`tloss_nnunet.nnunet.nu_plateau`)."""
 
     nu_plateau_lr_drop = True
+
+
+class nnUNetTrainerTLoss_Adam1en3(nnUNetTrainerTLoss_absolute, nnUNetTrainerVanillaAdam1en3):
+    """The plain T-Loss under nnU-Net's ``nnUNetTrainerVanillaAdam1en3`` recipe (Adam, lr 1e-3, poly schedule),
+    the optimiser family the paper's code trains with; its ``configure_optimizers`` is nnU-Net's own."""

@@ -8,6 +8,11 @@ trainers with absolute imports from the installed package (a relative import wou
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 from tloss_nnunet.nnunet.variants import (
     nnUNetTrainerDiceCE_tiny,
+    nnUNetTrainerTLoss_absolute,
+    nnUNetTrainerTLoss_Adam1en3,
+    nnUNetTrainerTLoss_cap20,
+    nnUNetTrainerTLoss_cap100,
+    nnUNetTrainerTLoss_relative,
     nnUNetTrainerTLoss_5epochs,
     nnUNetTrainerTLoss_50epochs,
     nnUNetTrainerTLoss_nuPlateau,
@@ -21,6 +26,11 @@ __all__ = [
     "nnUNetTrainerTLoss_tiny",
     "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerDiceCE_tiny",
+    "nnUNetTrainerTLoss_absolute",
+    "nnUNetTrainerTLoss_relative",
+    "nnUNetTrainerTLoss_cap20",
+    "nnUNetTrainerTLoss_cap100",
+    "nnUNetTrainerTLoss_Adam1en3",
 ]
 
 # The demo schedule of scripts/demo.sh (tloss_nnunet.demo), T-Loss and stock-loss twins.
