@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustness_lib.data import corrupted_cases, load_split, prepare_family, training_case_ids
+from robustness_lib.data import load_training_and_test, prepare_family
 from robustness_lib.grid import parse_setting
 from robustness_lib.metrics import dice_mean, dice_pooled
 
@@ -52,13 +52,9 @@ class SettingData:
 
     @classmethod
     def load(cls, dataset_dir: Path, clean_dir: Path) -> "SettingData":
-        case_ids = training_case_ids(dataset_dir)
-        train = load_split(dataset_dir, "Tr", case_ids)
-        clean = load_split(clean_dir, "Tr", case_ids)
-        changed = set(corrupted_cases(dataset_dir, clean_dir, case_ids))
-        test = load_split(dataset_dir, "Ts")
-        return cls(train.images, train.labels.astype(np.int16), clean.labels.astype(np.int16),
-                   np.array([c in changed for c in case_ids]), test.images, test.labels.astype(np.int16))
+        train, test, clean_labels, corrupted = load_training_and_test(dataset_dir, clean_dir)
+        return cls(train.images, train.labels.astype(np.int16), clean_labels.astype(np.int16), corrupted,
+                   test.images, test.labels.astype(np.int16))
 
 
 def nnunet_environment(work_dir: Path) -> dict[str, str]:

@@ -131,6 +131,17 @@ def load_split(dataset_dir: Path, split: str, case_ids: list[str] | None = None)
     return Split(case_ids, np.stack(images), np.stack(labels))
 
 
+def load_training_and_test(dataset_dir: Path, clean_dir: Path) -> tuple[Split, Split, np.ndarray, np.ndarray]:
+    """What a study run reads of one dataset of the family: its training split (fold 0's training cases, the
+    given, possibly noisy labels), its clean test split, the clean labels of the same training cases
+    ((N, 1, H, W) from ``clean_dir``) and which of them the noise changed ((N,) bool)."""
+    case_ids = training_case_ids(dataset_dir)
+    train = load_split(dataset_dir, "Tr", case_ids)
+    changed = set(corrupted_cases(dataset_dir, clean_dir, case_ids))
+    clean_labels = load_split(clean_dir, "Tr", case_ids).labels
+    return train, load_split(dataset_dir, "Ts"), clean_labels, np.array([c in changed for c in train.case_ids])
+
+
 def corrupted_cases(dataset_dir: Path, clean_dir: Path, case_ids: list[str]) -> list[str]:
     """Those of ``case_ids`` whose training label differs from the clean dataset's (what the noise changed)."""
     changed = []

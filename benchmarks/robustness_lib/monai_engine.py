@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from monai.networks.nets import UNet
 
-from .data import Split, corrupted_cases, load_split, training_case_ids
+from .data import Split, load_training_and_test
 from .grid import StudyConfig, parse_setting
 from .losses import build_study_loss
 from .metrics import dice_mean, dice_pooled
@@ -56,12 +56,8 @@ class RunData:
 
     @classmethod
     def load(cls, dataset_dir: Path, clean_dir: Path) -> "RunData":
-        case_ids = training_case_ids(dataset_dir)
-        train = load_split(dataset_dir, "Tr", case_ids)
-        changed = set(corrupted_cases(dataset_dir, clean_dir, case_ids))
-        clean_train = load_split(clean_dir, "Tr", case_ids)
-        return cls(train=train, test=load_split(dataset_dir, "Ts"), clean_train_labels=clean_train.labels,
-                   corrupted=np.array([c in changed for c in train.case_ids]))
+        train, test, clean_labels, corrupted = load_training_and_test(dataset_dir, clean_dir)
+        return cls(train=train, test=test, clean_train_labels=clean_labels, corrupted=corrupted)
 
 
 def build_network(config: StudyConfig) -> UNet:
