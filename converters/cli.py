@@ -7,7 +7,7 @@ import sys
 
 from tloss_nnunet.converters.isic2017 import DEFAULT_FIRST_ID as ISIC_FIRST_ID
 from tloss_nnunet.converters.shenzhen import DEFAULT_FIRST_ID as SHENZHEN_FIRST_ID
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.workers import default_workers
 from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 

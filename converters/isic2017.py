@@ -25,7 +25,7 @@ from tloss_nnunet.converters.plan import (
 )
 from tloss_nnunet.converters.sources import Source, list_container
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.workers import default_workers
 from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 #: role -> (image folder, ground-truth folder), the official names (also of the zips).

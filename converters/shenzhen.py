@@ -25,7 +25,7 @@ from tloss_nnunet.converters.family import ConversionReport, convert_family
 from tloss_nnunet.converters.plan import CaseTask, FamilySpec, noise_settings, option_problems, output_roots
 from tloss_nnunet.converters.sources import Source, list_folder
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.workers import default_workers
 from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 IMAGE_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])\.png$", re.IGNORECASE)

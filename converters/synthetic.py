@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import cv2
 import numpy as np
 
 from tloss_nnunet.converters.isic2017 import OFFICIAL_FOLDERS
-from tloss_nnunet.converters.staging import worker_context
+from tloss_nnunet.workers import process_pool
 
 
 # ----------------------------------------------------------------------------- shared drawing
@@ -149,7 +148,7 @@ def write_synthetic_isic2017(
             for i in range(total)]
 
     with _ReleaseWriter(out, as_zip) as writer, \
-            (ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess()) as pool:
+            process_pool(workers, preload=[__name__]) as pool:
         for role, files in zip(roles, pool.map(_isic_files, jobs, chunksize=4)):
             image_folder, mask_folder = OFFICIAL_FOLDERS[role]
             for filename, data in files:
@@ -201,20 +200,6 @@ class _ReleaseWriter:
     def __exit__(self, *exc: object) -> None:
         for archive in self.archives.values():
             archive.close()
-
-
-class _InProcess:
-    """Stand-in for a process pool when ``workers <= 1`` (same ``map`` interface)."""
-
-    def __enter__(self) -> "_InProcess":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    @staticmethod
-    def map(fn, iterable, chunksize: int = 1):  # noqa: ARG004 - signature of Executor.map
-        return map(fn, iterable)
 
 
 # ----------------------------------------------------------------------------- Shenzhen
@@ -308,7 +293,7 @@ def write_synthetic_shenzhen(
     heights = rng.integers(min_size, max_size + 1, n)
     widths = np.maximum(8, (heights * rng.uniform(0.9, 1.1, n)).astype(int))
     jobs = [(seed, i, int(heights[i]), int(widths[i]), rgb) for i in range(n)]
-    with ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess() as pool:
+    with process_pool(workers, preload=[__name__]) as pool:
         for stem, (image_png, mask_png) in zip(stems, pool.map(_shenzhen_files, jobs, chunksize=4)):
             (images_dir / f"{stem}.png").write_bytes(image_png)
             if stem not in without:

@@ -25,21 +25,20 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tloss_nnunet.atomic import staging_folder, swap_into
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.noise.apply import apply_noise
 from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
-from tloss_nnunet.noise.parallel import default_workers, ordered_map
+from tloss_nnunet.noise.parallel import ordered_map
 from tloss_nnunet.noise.plan import plan_noise
 from tloss_nnunet.noise.preview import find_image, image_is_readable, preview_cases, write_preview
 from tloss_nnunet.noise.settings import CaseNoise, NoiseSetting
+from tloss_nnunet.workers import default_workers, process_pool
 
 LOG_NAME = "noise_log.csv"
 DETAILS_NAME = "noise_details.csv"
@@ -166,13 +165,8 @@ def _write_logs(staging: Path, settings: Sequence[NoiseSetting], records: Sequen
 
 def _commit(staging: Path, out_dir: Path, names: Sequence[str]) -> None:
     """Move the staged outputs into ``out_dir``, replacing existing ones (moved aside first)."""
-    trash = staging / ".replaced"
-    trash.mkdir()
     for name in names:
-        destination = out_dir / name
-        if destination.exists():
-            destination.replace(trash / name)
-        (staging / name).replace(destination)
+        swap_into(staging / name, out_dir / name)
 
 
 def generate_noisy_dataset(
@@ -231,29 +225,30 @@ def generate_noisy_dataset(
     image_paths = {case: find_image(Path(image_dir), case) for case in wanted_images} if image_dir else {}
     image_problems = _preview_image_problems(image_paths)  # reported together with bad masks
     workers = default_workers() if workers is None else max(1, int(workers))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-    with pool if pool is not None else nullcontext():
+    pool = process_pool(workers, preload=[__name__])
+    with pool:
         created_out_dir = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".noise-staging-", dir=out_dir))
         try:
-            records = _generate(masks, settings, plans, staging, unbiased, pool, workers, progress, image_problems)
-            _write_logs(staging, settings, records)
-            for name, cases in previews.items():
-                setting = next(s for s in settings if s.name == name)
-                write_preview(
-                    staging / f"preview_{name}.png", setting, cases, masks, plans[name],
-                    {case: image_paths.get(case) for case in cases}, unbiased,
-                )
-            _commit(staging, out_dir, output_names)
+            with staging_folder(out_dir, "noise-staging") as staging:
+                try:
+                    records = _generate(masks, settings, plans, staging, unbiased, pool, workers, progress,
+                                        image_problems)
+                    _write_logs(staging, settings, records)
+                    for name, cases in previews.items():
+                        setting = next(s for s in settings if s.name == name)
+                        write_preview(
+                            staging / f"preview_{name}.png", setting, cases, masks, plans[name],
+                            {case: image_paths.get(case) for case in cases}, unbiased,
+                        )
+                    _commit(staging, out_dir, output_names)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)  # no worker may write into the folder removed next
+                    raise
         except BaseException:
-            if pool is not None:  # no worker may still write into the folder about to be removed
-                pool.shutdown(wait=True, cancel_futures=True)
-            shutil.rmtree(staging, ignore_errors=True)
             if created_out_dir and not any(out_dir.iterdir()):
                 out_dir.rmdir()
             raise
-        shutil.rmtree(staging, ignore_errors=True)
     return NoiseRunResult(
         out_dir=out_dir,
         folders={name: out_dir / name for name in names},
@@ -270,7 +265,7 @@ def _generate(
     plans: dict[str, dict[str, CaseNoise]],
     staging: Path,
     unbiased: bool,
-    pool: ProcessPoolExecutor | None,
+    pool: Executor,
     workers: int,
     progress: bool,
     known_problems: Sequence[str] = (),

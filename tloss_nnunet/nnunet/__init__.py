@@ -5,7 +5,7 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss            # subclass it for your own variants
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss_5epochs, nnUNetTrainerTLoss_50epochs
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss_tiny, nnUNetTrainerTLoss_nuPlateau
-    from tloss_nnunet.nnunet import nnUNetTrainerDiceCE_tiny, NnUNetTLoss, ext_trainer_path
+    from tloss_nnunet.nnunet import NnUNetTLoss, ext_trainer_path
 
 ``nnUNetv2_train -tr nnUNetTrainerTLoss`` finds the trainers through ``nnUNet_extTrainer`` set to
 ``tloss-nnunet ext-path`` (see :func:`ext_trainer_path`).
@@ -22,7 +22,6 @@ __all__ = [
     "nnUNetTrainerTLoss_50epochs",
     "nnUNetTrainerTLoss_tiny",
     "nnUNetTrainerTLoss_nuPlateau",
-    "nnUNetTrainerDiceCE_tiny",
     "NnUNetTLoss",
     "ext_trainer_path",
 ]
@@ -33,7 +32,6 @@ _LAZY = {
     "nnUNetTrainerTLoss_50epochs": "tloss_nnunet.nnunet.variants",
     "nnUNetTrainerTLoss_tiny": "tloss_nnunet.nnunet.variants",
     "nnUNetTrainerTLoss_nuPlateau": "tloss_nnunet.nnunet.variants",
-    "nnUNetTrainerDiceCE_tiny": "tloss_nnunet.nnunet.variants",
     "NnUNetTLoss": "tloss_nnunet.nnunet.loss_adapter",
 }
 

@@ -21,10 +21,9 @@ from nnunetv2.training.logging.nnunet_logger import LocalLogger  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tloss_nnunet.atomic import atomic_target  # noqa: E402
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY  # noqa: E402
 
 __all__ = ["NU_KEY", "NuLocalLogger", "ensure_logging_key", "append_panel_below"]
-
-NU_KEY = "nu"
 
 
 def ensure_logging_key(logging: dict, key: str) -> int:

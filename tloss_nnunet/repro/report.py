@@ -1,7 +1,7 @@
 """The demo's report folder: ``report.md`` / ``report.html`` (same content), ``curves.png``, ``cases.png``,
 ``results.json``.
 
-Every number comes from the run's own files: Dice values from :class:`~tloss_nnunet.pipeline.Evaluation`
+Every number comes from the run's own files: Dice values from :class:`~tloss_nnunet.repro.pipeline.Evaluation`
 (nnU-Net's ``summary.json`` and the prediction files), curves from the ``logging`` dict of each model's
 ``checkpoint_final.pth``, pictures from the raw dataset and the prediction folders. Files are written
 under a temporary name and renamed, so a report is never half-written.
@@ -28,7 +28,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tloss_nnunet.atomic import atomic_target, write_json, write_text  # noqa: E402
-from tloss_nnunet.pipeline import Evaluation  # noqa: E402
+from tloss_nnunet.repro.pipeline import Evaluation  # noqa: E402
 
 __all__ = [
     "DemoData",
@@ -57,7 +57,7 @@ class TrainerResult:
         trainer: nnU-Net trainer class name (``-tr``).
         model_folder: ``.../<trainer>__nnUNetPlans__2d``.
         predictions: folder of the test-set predictions (``<case>.png``).
-        evaluation: the scores (see :class:`~tloss_nnunet.pipeline.Evaluation`).
+        evaluation: the scores (see :class:`~tloss_nnunet.repro.pipeline.Evaluation`).
         logging: nnU-Net's per-epoch log of ``checkpoint_final.pth`` (``ema_fg_dice``, ``mean_fg_dice``, ``nu``...).
     """
 

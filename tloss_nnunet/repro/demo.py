@@ -1,4 +1,4 @@
-"""``python -m tloss_nnunet.demo``: the whole noisy-label pipeline in one command (``scripts/demo.sh``).
+"""``python -m tloss_nnunet.repro.demo``: the whole noisy-label pipeline in one command (``scripts/demo.sh``).
 
 Steps, each skipped when a previous run finished it (same options):
 
@@ -26,15 +26,18 @@ from typing import Callable, Sequence, TypeVar
 
 from tloss_nnunet.atomic import write_json
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.nnunet.schedules import (
+    FIFTY_EPOCHS,
+    FIVE_EPOCHS,
+    NNUNET_ITERATIONS_PER_EPOCH,
+    TINY_EPOCHS,
+    TINY_ITERATIONS,
+)
+from tloss_nnunet.workers import default_workers
 
 __all__ = ["SCHEDULES", "Schedule", "build_parser", "main", "run_demo"]
 
 T = TypeVar("T")
-
-#: nnU-Net's default number of training iterations per epoch (its ``_Xepochs`` variants keep it).
-NNUNET_ITERATIONS_PER_EPOCH = 250
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -54,19 +57,16 @@ class Schedule:
 
 
 def _schedules() -> dict[str, Schedule]:
-    from tloss_nnunet.demo_trainers import DEMO_EPOCHS, DEMO_ITERATIONS
+    from tloss_nnunet.repro.demo_trainers import DEMO_EPOCHS, DEMO_ITERATIONS
 
-    # The tiny schedule's numbers live in tloss_nnunet.nnunet.variants, which imports nnU-Net's trainer (slow):
-    # they are repeated here and checked against it by the tests.
-    tiny_epochs, tiny_iterations = 2, 4
     return {
-        "tiny": Schedule("tiny", "nnUNetTrainerTLoss_tiny", "nnUNetTrainerDiceCE_tiny", tiny_epochs, tiny_iterations,
+        "tiny": Schedule("tiny", "nnUNetTrainerTLoss_tiny", "nnUNetTrainerDiceCE_tiny", TINY_EPOCHS, TINY_ITERATIONS,
                          "smoke test (tests)"),
         "demo": Schedule("demo", "nnUNetTrainerTLoss_demo", "nnUNetTrainer_demo", DEMO_EPOCHS, DEMO_ITERATIONS,
                          "the default: both trainings fit the 15-minute CPU budget"),
-        "5epochs": Schedule("5epochs", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainer_5epochs", 5,
+        "5epochs": Schedule("5epochs", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainer_5epochs", FIVE_EPOCHS.epochs,
                             NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 5-epoch variant (GPU: minutes; CPU: an hour+)"),
-        "50epochs": Schedule("50epochs", "nnUNetTrainerTLoss_50epochs", "nnUNetTrainer_50epochs", 50,
+        "50epochs": Schedule("50epochs", "nnUNetTrainerTLoss_50epochs", "nnUNetTrainer_50epochs", FIFTY_EPOCHS.epochs,
                              NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 50-epoch variant (GPU)"),
     }
 
@@ -76,7 +76,7 @@ SCHEDULES = _schedules()
 
 def _checkout() -> Path:
     """The source checkout holding this package (editable install), else the current folder."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "setup.cfg").is_file() and (root / "scripts").is_dir() else Path.cwd()
 
 
@@ -192,8 +192,8 @@ def _train_and_test(ctx: _ModelContext, label: str, trainer: str):
     """Train ``trainer`` on the noisy dataset, predict and evaluate the clean test set; a TrainerResult."""
     from tqdm import tqdm
 
-    from tloss_nnunet import pipeline
-    from tloss_nnunet.report import TrainerResult, load_training_log
+    from tloss_nnunet.repro import pipeline
+    from tloss_nnunet.repro.report import TrainerResult, load_training_log
 
     key = ctx.schedule.key
     fold_dir = pipeline.model_folder(ctx.dataset_id, trainer, ctx.env) / "fold_0"
@@ -231,10 +231,10 @@ def run_demo(args: argparse.Namespace) -> Path:
     schedule = _validate(args)
     device = _resolve_device(args.device)
 
-    from tloss_nnunet import pipeline
     from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
-    from tloss_nnunet.demo_trainers import EPOCHS_VARIABLE, ITERATIONS_VARIABLE
-    from tloss_nnunet.report import DemoData, DemoReport, write_report
+    from tloss_nnunet.repro import pipeline
+    from tloss_nnunet.repro.demo_trainers import EPOCHS_VARIABLE, ITERATIONS_VARIABLE
+    from tloss_nnunet.repro.report import DemoData, DemoReport, write_report
 
     work = args.work.resolve()
     data_key = (f"isic2017_{args.train_cases}-{args.val_cases}-{args.test_cases}_{args.size}px_"

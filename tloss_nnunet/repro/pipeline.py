@@ -3,7 +3,7 @@
 Every step is the real command line (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``,
 ``nnUNetv2_predict``, ``nnUNetv2_evaluate_folder``) from the virtual environment this Python runs in,
 started with an environment from :func:`nnunet_env` (nnU-Net's three folders under the work folder,
-the T-Loss trainers findable through ``nnUNet_extTrainer``). Each command's output goes to a log
+the library's and the kit's trainers findable through ``nnUNet_extTrainer``). Each command's output goes to a log
 file; the console gets one line per step (and a progress bar over training epochs).
 
 Finished work is not redone, so a pipeline can simply be run again after an interruption:
@@ -38,8 +38,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tloss_nnunet.nnunet import ext_trainer_path
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.repro import trainer_search_path
+from tloss_nnunet.workers import default_workers
 
 __all__ = [
     "Evaluation",
@@ -73,7 +73,8 @@ def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | No
     A copy of ``base`` (default ``os.environ``) with:
 
     * ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` = ``work_dir/nnUNet_raw`` etc. (created);
-    * ``nnUNet_extTrainer``: this package's trainer shim folder first, then any folders already listed;
+    * ``nnUNet_extTrainer``: the library's trainer shim folder, then the kit's (demo and study trainers), then
+      any folders already listed (:func:`~tloss_nnunet.repro.trainer_search_path`);
     * on ``device == "cpu"``: ``nnUNet_compile=0`` (torch.compile only pays off on long GPU runs);
     * ``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` sized for this machine unless ``base`` sets them:
       on a CPU with at most 2 cores augmentation runs in the training process (0: a background worker
@@ -86,9 +87,7 @@ def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | No
                              ("nnUNet_results", "nnUNet_results")):
         (work_dir / folder).mkdir(parents=True, exist_ok=True)
         env[variable] = str(work_dir / folder)
-    shim = ext_trainer_path()
-    others = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != shim]
-    env["nnUNet_extTrainer"] = os.pathsep.join([shim, *others])
+    env["nnUNet_extTrainer"] = trainer_search_path(env.get("nnUNet_extTrainer", ""))
     cores = default_workers()
     if device == "cpu":
         env["nnUNet_compile"] = "0"
