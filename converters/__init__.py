@@ -11,15 +11,22 @@ Synthetic look-alike releases in the official layouts serve tests, demos and ben
     print(report.format())
 """
 
-from tloss_nnunet.converters.family import ConversionReport
-from tloss_nnunet.converters.isic2017 import convert_isic2017, discover_isic2017
-from tloss_nnunet.converters.publish import IntegrityCheckFailed
-from tloss_nnunet.converters.shenzhen import convert_shenzhen, discover_shenzhen, split_test_cases
-from tloss_nnunet.converters.synthetic import (
-    SyntheticShenzhen,
-    write_synthetic_isic2017,
-    write_synthetic_shenzhen,
-)
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ConversionReport": "tloss_nnunet.converters.family",
+    "convert_isic2017": "tloss_nnunet.converters.isic2017",
+    "discover_isic2017": "tloss_nnunet.converters.isic2017",
+    "IntegrityCheckFailed": "tloss_nnunet.converters.publish",
+    "convert_shenzhen": "tloss_nnunet.converters.shenzhen",
+    "discover_shenzhen": "tloss_nnunet.converters.shenzhen",
+    "split_test_cases": "tloss_nnunet.converters.shenzhen",
+    "SyntheticShenzhen": "tloss_nnunet.converters.synthetic",
+    "write_synthetic_isic2017": "tloss_nnunet.converters.synthetic",
+    "write_synthetic_shenzhen": "tloss_nnunet.converters.synthetic",
+}
 
 __all__ = [
     "ConversionReport",
@@ -33,3 +40,14 @@ __all__ = [
     "write_synthetic_isic2017",
     "write_synthetic_shenzhen",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the command line's --help and the worker processes need none of it.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

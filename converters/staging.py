@@ -29,7 +29,7 @@ from typing import Iterable
 import cv2
 from tqdm import tqdm
 
-from tloss_nnunet.converters import atomic
+from tloss_nnunet import atomic
 from tloss_nnunet.converters.imaging import (
     DecodeError,
     binarize_and_resize_mask,

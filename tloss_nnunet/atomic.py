@@ -4,6 +4,8 @@ One mechanism for the whole project (checkpoints, plots, reports, converted data
 the writer fills a hidden temporary in the target's folder (``.<name>.<pid>.<random>.tmp``; nnU-Net lists
 files by their ending, so it never picks one up), which is renamed onto the target only when complete.
 Folders work the same way: fill a :func:`staging_folder`, then :func:`swap_into` its entries (or itself).
+Dataset folders add :func:`link_or_copy` (hard links, atomically) and :func:`remove_temporaries` (a re-run
+sweeps the leftovers of a killed one).
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["TMP_SUFFIX", "atomic_target", "staging_folder", "swap_into", "write_bytes", "write_json", "write_text"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_target",
+    "link_or_copy",
+    "remove_temporaries",
+    "staging_folder",
+    "swap_into",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
 
 TMP_SUFFIX = ".tmp"
 
@@ -81,3 +93,32 @@ def swap_into(staged: str | os.PathLike, target: str | os.PathLike) -> None:
     os.replace(target, trash / target.name)
     os.replace(staged, target)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    """Make ``dst`` a hard link to ``src`` (a copy where the filesystem refuses links), atomically.
+
+    Returns ``"present"`` if ``dst`` already is that very file, ``"link"`` or ``"copy"``.
+    ``rename(2)`` between two links of one inode is a no-op that would leave the temporary behind,
+    hence the same-file test first.
+    """
+    if dst.exists() and os.path.samefile(src, dst):
+        return "present"
+    with atomic_target(dst) as tmp:
+        try:
+            os.link(src, tmp)
+            how = "link"
+        except OSError:  # no hard links here (FAT, some network filesystems, other device)
+            shutil.copyfile(src, tmp)
+            how = "copy"
+    return how
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete leftover temporaries (``.*.tmp``) of killed runs under ``folder``; return how many."""
+    removed = 0
+    if folder.is_dir():
+        for leftover in folder.rglob(f".*{TMP_SUFFIX}"):
+            leftover.unlink()
+            removed += 1
+    return removed
