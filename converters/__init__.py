@@ -13,7 +13,7 @@ Synthetic look-alike releases in the official layouts serve tests, demos and ben
 
 from __future__ import annotations
 
-import importlib
+from tloss_nnunet.lazy import lazy_attributes
 
 _LAZY = {
     "ConversionReport": "tloss_nnunet.converters.family",
@@ -42,12 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # Imported on first use: the command line's --help and the worker processes need none of it.
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -10,18 +10,10 @@ protocol in :mod:`tloss_nnunet.noise` and the dataset converters in :mod:`tloss_
 
 from __future__ import annotations
 
+from tloss_nnunet.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 __all__ = ["TLoss", "t_loss", "__version__"]
 
-
-def __getattr__(name: str):
-    if name in ("TLoss", "t_loss"):
-        from tloss_nnunet import loss
-
-        return getattr(loss, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, {"TLoss": "tloss_nnunet.loss", "t_loss": "tloss_nnunet.loss"}, __all__)

@@ -13,8 +13,9 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from tloss_nnunet.lazy import lazy_attributes
 
 __all__ = [
     "nnUNetTrainerTLoss",
@@ -41,11 +42,4 @@ def ext_trainer_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trainer")
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from tloss_nnunet.atomic import write_json
-from tloss_nnunet.errors import InputError
+from tloss_nnunet.errors import InputError, exit_code_of
 from tloss_nnunet.nnunet.schedules import (
     FIFTY_EPOCHS,
     FIVE_EPOCHS,
@@ -313,18 +312,8 @@ def run_demo(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run_demo(args)
-    except InputError as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        print(f"demo: failed: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    return 0
+    return exit_code_of(lambda: run_demo(args) and 0, "demo", failures=(RuntimeError,),
+                        interrupted="interrupted; run the same command again to continue")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from tloss_nnunet.nnunet.loss_adapter import deep_supervision_weights
 from tloss_nnunet.nnunet.schedules import FIFTY_EPOCHS, TINY, on_schedule
 from tloss_nnunet.repro.baselines import GeneralizedCrossEntropyLoss
 
-__all__ = [
-    "STUDY_TRAINERS",
+#: The classes this module defines, for the kit's nnU-Net shim.
+TRAINER_NAMES = (
     "nnUNetTrainerDiceCE_tiny",
     "nnUNetTrainerGCELoss",
     "nnUNetTrainerGCELoss_50epochs",
@@ -40,7 +40,8 @@ __all__ = [
     "nnUNetTrainerCELoss_tiny",
     "nnUNetTrainerDiceLoss_50epochs",
     "nnUNetTrainerDiceLoss_tiny",
-]
+)
+__all__ = ["STUDY_TRAINERS", "TRAINER_NAMES", *TRAINER_NAMES]
 
 #: loss name -> schedule -> trainer class name (see the module docstring).
 STUDY_TRAINERS: dict[str, dict[str, str]] = {

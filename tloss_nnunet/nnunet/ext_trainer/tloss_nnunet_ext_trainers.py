@@ -7,18 +7,8 @@ It exposes the library's trainers only; the reproduction kit's (demo, study base
 ``tloss_nnunet/repro/ext_trainer``.
 """
 
+from tloss_nnunet.nnunet import variants
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
-from tloss_nnunet.nnunet.variants import (
-    nnUNetTrainerTLoss_5epochs,
-    nnUNetTrainerTLoss_50epochs,
-    nnUNetTrainerTLoss_nuPlateau,
-    nnUNetTrainerTLoss_tiny,
-)
+from tloss_nnunet.nnunet.variants import *  # noqa: F401,F403  (every variant, as listed in variants.__all__)
 
-__all__ = [
-    "nnUNetTrainerTLoss",
-    "nnUNetTrainerTLoss_5epochs",
-    "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny",
-    "nnUNetTrainerTLoss_nuPlateau",
-]
+__all__ = [nnUNetTrainerTLoss.__name__, *variants.__all__]

@@ -5,27 +5,8 @@ module, so it is uniquely named, alone in its folder, and uses absolute imports 
 robustness study put this folder after the library's (see :func:`tloss_nnunet.repro.trainer_search_path`).
 """
 
+from tloss_nnunet.repro import study_trainers
 from tloss_nnunet.repro.demo_trainers import nnUNetTrainer_demo, nnUNetTrainerTLoss_demo
-from tloss_nnunet.repro.study_trainers import (
-    nnUNetTrainerCELoss_50epochs,
-    nnUNetTrainerCELoss_tiny,
-    nnUNetTrainerDiceCE_tiny,
-    nnUNetTrainerDiceLoss_50epochs,
-    nnUNetTrainerDiceLoss_tiny,
-    nnUNetTrainerGCELoss,
-    nnUNetTrainerGCELoss_50epochs,
-    nnUNetTrainerGCELoss_tiny,
-)
+from tloss_nnunet.repro.study_trainers import *  # noqa: F401,F403  (every study trainer)
 
-__all__ = [
-    "nnUNetTrainerTLoss_demo",
-    "nnUNetTrainer_demo",
-    "nnUNetTrainerDiceCE_tiny",
-    "nnUNetTrainerGCELoss",
-    "nnUNetTrainerGCELoss_50epochs",
-    "nnUNetTrainerGCELoss_tiny",
-    "nnUNetTrainerCELoss_50epochs",
-    "nnUNetTrainerCELoss_tiny",
-    "nnUNetTrainerDiceLoss_50epochs",
-    "nnUNetTrainerDiceLoss_tiny",
-]
+__all__ = [nnUNetTrainerTLoss_demo.__name__, nnUNetTrainer_demo.__name__, *study_trainers.TRAINER_NAMES]
