@@ -16,4 +16,4 @@ __version__ = "0.1.0"
 
 __all__ = ["TLoss", "t_loss", "__version__"]
 
-__getattr__, __dir__ = lazy_attributes(__name__, {"TLoss": "tloss_nnunet.loss", "t_loss": "tloss_nnunet.loss"}, __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, {"TLoss": "tloss_nnunet.loss", "t_loss": "tloss_nnunet.functional"}, __all__)
