@@ -23,9 +23,9 @@ _LAZY = {
     "convert_shenzhen": "tloss_nnunet.converters.shenzhen",
     "discover_shenzhen": "tloss_nnunet.converters.shenzhen",
     "split_test_cases": "tloss_nnunet.converters.shenzhen",
-    "SyntheticShenzhen": "tloss_nnunet.converters.synthetic",
+    "SyntheticShenzhen": "tloss_nnunet.converters.synthetic_shenzhen",
     "write_synthetic_isic2017": "tloss_nnunet.converters.synthetic",
-    "write_synthetic_shenzhen": "tloss_nnunet.converters.synthetic",
+    "write_synthetic_shenzhen": "tloss_nnunet.converters.synthetic_shenzhen",
 }
 
 __all__ = [

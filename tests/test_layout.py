@@ -1,4 +1,4 @@
-"""The layout rules: dependencies flow one way, and start-up paths stay light.
+"""The layout rules: dependencies flow one way, start-up paths stay light, files stay short.
 
 Layers (a part may import the ones before it, never the ones after):
 library (``tloss_nnunet`` without ``repro``) -> noise -> converters -> reproduction kit (``tloss_nnunet.repro``).
@@ -74,6 +74,18 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from tloss_nnunet.repro import pipeline\n")
     assert any(_belongs_to(m, "kit") for m in _imported_modules(sample))
+
+
+MAX_LINES = 300
+
+
+def test_no_project_file_is_longer_than_the_rule() -> None:
+    folders = (PACKAGE, ROOT / "noise", ROOT / "converters", ROOT / "tests", ROOT / "benchmarks")
+    files = [path for folder in folders for path in folder.rglob("*.py") if "__pycache__" not in path.parts]
+    assert len(files) > 50
+    too_long = {str(path.relative_to(ROOT)): n for path in files
+                if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert too_long == {}
 
 
 def _run(code: str) -> dict:
