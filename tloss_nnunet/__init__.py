@@ -2,7 +2,9 @@
 
 The public entry points are :class:`TLoss` (a MONAI-style loss module) and :func:`t_loss`
 (its functional form). The nnU-Net trainers live in :mod:`tloss_nnunet.nnunet`, the noisy-label
-protocol in :mod:`tloss_nnunet.noise` and the dataset converters in :mod:`tloss_nnunet.converters`.
+protocol in :mod:`tloss_nnunet.noise`, the dataset converters in :mod:`tloss_nnunet.converters` and the
+reproduction kit (demo, pipeline runner, report, study trainers) in :mod:`tloss_nnunet.repro`; the library
+imports none of the last three (``docs/architecture.md``).
 
 ``TLoss`` and ``t_loss`` are imported on first use, so the noise and converter worker processes
 (and commands that do not train) never pay for importing torch.
