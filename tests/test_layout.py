@@ -76,6 +76,18 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
     assert any(_belongs_to(m, "kit") for m in _imported_modules(sample))
 
 
+def test_library_modules_import_no_heavy_module_at_import_time() -> None:
+    """MONAI, OpenCV, scikit-image and matplotlib are imported inside the functions that need them, so neither
+    the command line nor nnU-Net's trainer lookup pays for them because of this library."""
+    offenders = []
+    for path in _files("library"):
+        for node in ast.parse(path.read_text()).body:  # module level only (not in functions or TYPE_CHECKING)
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert offenders == []
+
+
 MAX_LINES = 300
 
 
