@@ -31,7 +31,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -39,7 +38,7 @@ import numpy as np
 
 from tloss_nnunet.converters import convert_isic2017, discover_isic2017, write_synthetic_isic2017
 from tloss_nnunet.converters.sources import Source
-from tloss_nnunet.converters.staging import worker_context
+from tloss_nnunet.workers import process_pool
 
 
 def _init_worker() -> None:
@@ -60,7 +59,8 @@ def floor_case(pair: tuple[Source, Source | None]) -> int:
 
 def run_floor(pairs: list[tuple[Source, Source | None]], workers: int) -> float:
     started = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init_worker) as pool:
+    # The converter's own pool policy, so the floor pays the same start-up cost.
+    with process_pool(workers, initializer=_init_worker, preload=["tloss_nnunet.converters.staging"]) as pool:
         total = sum(pool.map(floor_case, pairs, chunksize=4))
     assert total > 0
     return time.perf_counter() - started

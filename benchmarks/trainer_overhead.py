@@ -106,8 +106,8 @@ def main() -> int:
     # Imported after the environment is set: nnU-Net reads it when trainers are built.
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from tloss_nnunet.nnunet.inprocess import make_trainer, plan_and_preprocess
-    from tloss_nnunet.nnunet.synthetic import write_synthetic_dataset
+    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
+    from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
     from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 
     dataset_id = 990

@@ -11,15 +11,22 @@ Synthetic look-alike releases in the official layouts serve tests, demos and ben
     print(report.format())
 """
 
-from tloss_nnunet.converters.family import ConversionReport
-from tloss_nnunet.converters.isic2017 import convert_isic2017, discover_isic2017
-from tloss_nnunet.converters.publish import IntegrityCheckFailed
-from tloss_nnunet.converters.shenzhen import convert_shenzhen, discover_shenzhen, split_test_cases
-from tloss_nnunet.converters.synthetic import (
-    SyntheticShenzhen,
-    write_synthetic_isic2017,
-    write_synthetic_shenzhen,
-)
+from __future__ import annotations
+
+from tloss_nnunet.lazy import lazy_attributes
+
+_LAZY = {
+    "ConversionReport": "tloss_nnunet.converters.family",
+    "convert_isic2017": "tloss_nnunet.converters.isic2017",
+    "discover_isic2017": "tloss_nnunet.converters.isic2017",
+    "IntegrityCheckFailed": "tloss_nnunet.converters.publish",
+    "convert_shenzhen": "tloss_nnunet.converters.shenzhen",
+    "discover_shenzhen": "tloss_nnunet.converters.shenzhen",
+    "split_test_cases": "tloss_nnunet.converters.shenzhen",
+    "SyntheticShenzhen": "tloss_nnunet.converters.synthetic_shenzhen",
+    "write_synthetic_isic2017": "tloss_nnunet.converters.synthetic",
+    "write_synthetic_shenzhen": "tloss_nnunet.converters.synthetic_shenzhen",
+}
 
 __all__ = [
     "ConversionReport",
@@ -33,3 +40,6 @@ __all__ = [
     "write_synthetic_isic2017",
     "write_synthetic_shenzhen",
 ]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tloss_nnunet.converters.isic2017 import DEFAULT_FIRST_ID as ISIC_FIRST_ID
-from tloss_nnunet.converters.shenzhen import DEFAULT_FIRST_ID as SHENZHEN_FIRST_ID
-from tloss_nnunet.noise.parallel import default_workers
+from tloss_nnunet.converters.options import ISIC2017_FIRST_ID as ISIC_FIRST_ID
+from tloss_nnunet.converters.options import SHENZHEN_FIRST_ID
 from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
+from tloss_nnunet.workers import default_workers
 
 
 def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int) -> None:

@@ -33,7 +33,7 @@ from tloss_nnunet.converters.publish import (
     install_splits,
     publish_dataset,
 )
-from tloss_nnunet.converters.staging import NoiseJob, StagingJob, prepare_staging, run_jobs
+from tloss_nnunet.converters.staging import CaseOutcome, NoiseJob, StagingJob, prepare_staging, run_jobs
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.noise import plan_noise
 
@@ -141,41 +141,12 @@ def convert_family(
     started = time.perf_counter()
     raw = Path(raw)
     datasets = spec.datasets()
-    input_problems = list(input_problems or [])
-    output_problems = destination_problems(raw, datasets, overwrite)
-
-    if input_problems:
-        check_jobs = [StagingJob(case, "", spec.size, spec.color, write=False) for case in spec.cases]
-        outcomes = run_jobs(check_jobs, workers, f"{spec.family}: checking inputs", progress)
-        problems = input_problems + [p for o in outcomes for p in o.problems] + output_problems
-        raise InputError(format_problems(problems, f"{spec.family}: nothing was written"))
-    if output_problems:
-        raise InputError(format_problems(output_problems, f"{spec.family}: nothing was written "
-                                                          "(inputs not read yet)"))
-
+    _refuse_problems(spec, raw, datasets, list(input_problems or []), overwrite, workers, progress)
     report = ConversionReport(spec.family, [], skipped=list(spec.skipped))
     todo = [ds for ds in datasets if folder_state(raw / ds.name, ds.fingerprint) != "complete"]
     published: dict[str, PublishedDataset] = {}
     if todo:
-        raw_existed = raw.exists()
-        staging = _staging_folder(spec, raw)
-        noisy = [ds.setting for ds in todo if ds.setting is not None]
-        prepare_staging(staging, [s.short for s in noisy])
-        plans = {s.short: plan_noise(spec.training_ids, s, seed=spec.seed) for s in noisy}
-        jobs = [
-            StagingJob(case, str(staging), spec.size, spec.color,
-                       noise=tuple(NoiseJob(s.short, plans[s.short][case.case_id], s.beta) for s in noisy)
-                       if case.role == "train" else ())
-            for case in spec.cases
-        ]
-        outcomes = run_jobs(jobs, workers, f"{spec.family}: decode, resize, noise", progress)
-        problems = [p for o in outcomes for p in o.problems]
-        if problems:
-            shutil.rmtree(staging)
-            _remove_empty(raw / STAGING_ROOT)
-            if not raw_existed:
-                _remove_empty(raw)
-            raise InputError(format_problems(problems, f"{spec.family}: nothing was written"))
+        staging, outcomes = _stage(spec, raw, todo, workers, progress)
         report.seconds["staging"] = time.perf_counter() - started
         report.resumed_cases = sum(o.resumed for o in outcomes)
         report.color_converted = sum(o.stored_color for o in outcomes) if not spec.color else 0
@@ -194,6 +165,49 @@ def convert_family(
         report.installed_splits = [install_splits(raw / ds.name, Path(preprocessed)) for ds in datasets]
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _refuse_problems(spec: FamilySpec, raw: Path, datasets: list[DatasetSpec], input_problems: list[str],
+                     overwrite: bool, workers: int, progress: bool) -> None:
+    """Stage 1: raise one InputError for the destination's problems and, when the reader found some, every
+    per-file problem too (each paired case decoded without writing). Nothing is written."""
+    output_problems = destination_problems(raw, datasets, overwrite)
+    if input_problems:
+        check_jobs = [StagingJob(case, "", spec.size, spec.color, write=False) for case in spec.cases]
+        outcomes = run_jobs(check_jobs, workers, f"{spec.family}: checking inputs", progress)
+        problems = input_problems + [p for o in outcomes for p in o.problems] + output_problems
+        raise InputError(format_problems(problems, f"{spec.family}: nothing was written"))
+    if output_problems:
+        raise InputError(format_problems(output_problems, f"{spec.family}: nothing was written "
+                                                          "(inputs not read yet)"))
+
+
+def _stage(spec: FamilySpec, raw: Path, todo: list[DatasetSpec], workers: int,
+           progress: bool) -> tuple[Path, list[CaseOutcome]]:
+    """Stage 2: decode, resize and corrupt every case once into the staging folder; (folder, outcomes).
+
+    An input problem removes the staging folder (and folders this run created) and raises one InputError.
+    """
+    raw_existed = raw.exists()
+    staging = _staging_folder(spec, raw)
+    noisy = [ds.setting for ds in todo if ds.setting is not None]
+    prepare_staging(staging, [s.short for s in noisy])
+    plans = {s.short: plan_noise(spec.training_ids, s, seed=spec.seed) for s in noisy}
+    jobs = [
+        StagingJob(case, str(staging), spec.size, spec.color,
+                   noise=tuple(NoiseJob(s.short, plans[s.short][case.case_id], s.beta) for s in noisy)
+                   if case.role == "train" else ())
+        for case in spec.cases
+    ]
+    outcomes = run_jobs(jobs, workers, f"{spec.family}: decode, resize, noise", progress)
+    problems = [p for o in outcomes for p in o.problems]
+    if problems:
+        shutil.rmtree(staging)
+        _remove_empty(raw / STAGING_ROOT)
+        if not raw_existed:
+            _remove_empty(raw)
+        raise InputError(format_problems(problems, f"{spec.family}: nothing was written"))
+    return staging, outcomes
 
 
 def _staging_folder(spec: FamilySpec, raw: Path) -> Path:

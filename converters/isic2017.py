@@ -12,21 +12,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
-from tloss_nnunet.converters.family import ConversionReport, convert_family
-from tloss_nnunet.converters.plan import (
-    CaseTask,
-    FamilySpec,
-    Role,
-    noise_settings,
-    option_problems,
-    output_roots,
-)
+from tloss_nnunet.converters.family import ConversionReport
+from tloss_nnunet.converters.options import ISIC2017_FIRST_ID, ConversionOptions
+from tloss_nnunet.converters.plan import CaseTask, FamilySpec, Role
 from tloss_nnunet.converters.sources import Source, list_container
-from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.parallel import default_workers
-from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 #: role -> (image folder, ground-truth folder), the official names (also of the zips).
 OFFICIAL_FOLDERS: dict[Role, tuple[str, str]] = {
@@ -40,7 +31,7 @@ MASK_PATTERN = re.compile(r"^(ISIC_\d{7})_segmentation\.png$", re.IGNORECASE)
 IGNORED_PATTERN = re.compile(r"(_superpixels\.png|\.csv|\.txt)$", re.IGNORECASE)
 
 FAMILY = "ISIC2017"
-DEFAULT_FIRST_ID = 500
+DEFAULT_FIRST_ID = ISIC2017_FIRST_ID
 
 
 def _index(entries: dict[str, Source], pattern: re.Pattern, where: str,
@@ -98,57 +89,35 @@ def discover_isic2017(root: Path) -> tuple[list[CaseTask], list[str]]:
     return cases, problems
 
 
-def convert_isic2017(
-    root: str | os.PathLike,
-    raw: str | os.PathLike | None = None,
-    *,
-    first_id: int = DEFAULT_FIRST_ID,
-    alphas: Sequence[float] = PAPER_ALPHAS,
-    betas: Sequence[float] = PAPER_BETAS,
-    size: int = 256,
-    seed: int = 0,
-    workers: int | None = None,
-    overwrite: bool = False,
-    verify: bool = True,
-    install_splits: bool = False,
-    progress: bool = True,
-) -> ConversionReport:
+def convert_isic2017(root: str | os.PathLike, raw: str | os.PathLike | None = None,
+                     **options: Any) -> ConversionReport:
     """Convert an ISIC 2017 release into ``Dataset{first_id}_ISIC2017_clean`` and one noisy
     dataset per (alpha, beta) (``Dataset{first_id+1}_ISIC2017_a03b05``, ...) under ``raw``.
 
     Args:
         root: folder holding the official folders and/or their zip files.
         raw: nnU-Net raw folder; default ``$nnUNet_raw``.
-        first_id: id of the clean dataset; the noisy ones follow.
-        alphas, betas: the noise grid (alpha outer loop, beta inner, as the reference).
-        size: output side length (square, aspect not kept, as the paper); 0 keeps native size.
-        seed: the noise protocol's seed.
-        workers: processes (default: all CPUs); 1 runs in this process.
-        overwrite: replace dataset folders with other content.
-        verify: run nnU-Net's integrity check on every dataset written.
-        install_splits: also copy ``splits_final.json`` into ``$nnUNet_preprocessed/<dataset>/``.
+        **options: the fields of :class:`~tloss_nnunet.converters.options.ConversionOptions` (``first_id``
+            default 500, ``alphas``, ``betas``, ``size``, ``seed``, ``workers``, ``overwrite``, ``verify``,
+            ``install_splits``, ``progress``).
 
     Returns:
         The :class:`ConversionReport`. Raises :class:`InputError` listing every problem.
     """
     root = Path(root)
-    settings, problems = noise_settings(list(alphas), list(betas))
-    problems += option_problems(size, first_id, len(settings) + 1)
-    raw_path, preprocessed = output_roots(raw, install_splits, problems)
-    if problems:
-        raise InputError("\n".join(problems))
+    checked = ConversionOptions.from_keywords(options, DEFAULT_FIRST_ID).check(raw)
     cases, input_problems = discover_isic2017(root)
     train_ids = sorted(c.case_id for c in cases if c.role == "train")
     val_ids = sorted(c.case_id for c in cases if c.role == "val")
     spec = FamilySpec(
         family=FAMILY,
-        first_id=first_id,
+        first_id=checked.options.first_id,
         color=True,
         channel_names={"0": "R", "1": "G", "2": "B"},
         labels={"background": 0, "lesion": 1},
-        settings=settings,
-        size=size,
-        seed=seed,
+        settings=checked.settings,
+        size=checked.options.size,
+        seed=checked.options.seed,
         cases=tuple(cases),
         splits=[{"train": train_ids, "val": val_ids}],
         provenance={
@@ -165,6 +134,4 @@ def convert_isic2017(
             "description": "ISIC 2017 lesion segmentation in the T-Loss benchmark layout",
         },
     )
-    return convert_family(spec, raw_path, workers=workers or default_workers(), overwrite=overwrite,
-                          verify=verify, preprocessed=preprocessed, input_problems=input_problems,
-                          progress=progress)
+    return checked.convert(spec, input_problems)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from tloss_nnunet.converters import atomic
+from tloss_nnunet import atomic
 from tloss_nnunet.converters.plan import DatasetSpec, FamilySpec
 from tloss_nnunet.converters.staging import CaseOutcome, image_path, label_path, noisy_label_path
 

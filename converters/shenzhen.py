@@ -19,20 +19,18 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from tloss_nnunet.converters.family import ConversionReport, convert_family
-from tloss_nnunet.converters.plan import CaseTask, FamilySpec, noise_settings, option_problems, output_roots
+from tloss_nnunet.converters.family import ConversionReport
+from tloss_nnunet.converters.options import SHENZHEN_FIRST_ID, ConversionOptions
+from tloss_nnunet.converters.plan import CaseTask, FamilySpec
 from tloss_nnunet.converters.sources import Source, list_folder
-from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.parallel import default_workers
-from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 
 IMAGE_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])\.png$", re.IGNORECASE)
 MASK_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])_mask\.png$", re.IGNORECASE)
 TEST_FRACTION = 0.3
 FAMILY = "Shenzhen"
-DEFAULT_FIRST_ID = 510
+DEFAULT_FIRST_ID = SHENZHEN_FIRST_ID
 #: nnU-Net's default cross-validation (5 folds, KFold seed 12345), see generate_crossval_split.
 CROSSVAL_FOLDS = 5
 CROSSVAL_SEED = 12345
@@ -94,34 +92,18 @@ def crossval_splits(train_ids: list[str]) -> list[dict[str, list[str]]]:
     return [{"train": [str(i) for i in f["train"]], "val": [str(i) for i in f["val"]]} for f in folds]
 
 
-def convert_shenzhen(
-    images_dir: str | os.PathLike,
-    masks_dir: str | os.PathLike,
-    raw: str | os.PathLike | None = None,
-    *,
-    first_id: int = DEFAULT_FIRST_ID,
-    alphas: Sequence[float] = PAPER_ALPHAS,
-    betas: Sequence[float] = PAPER_BETAS,
-    size: int = 256,
-    seed: int = 0,
-    workers: int | None = None,
-    overwrite: bool = False,
-    verify: bool = True,
-    install_splits: bool = False,
-    progress: bool = True,
-) -> ConversionReport:
+def convert_shenzhen(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
+                     raw: str | os.PathLike | None = None, **options: Any) -> ConversionReport:
     """Convert the Shenzhen CXR release into ``Dataset{first_id}_Shenzhen_clean`` and one noisy
-    dataset per (alpha, beta) under ``raw``; arguments as :func:`~.isic2017.convert_isic2017`.
+    dataset per (alpha, beta) under ``raw``; ``options`` as :func:`~.isic2017.convert_isic2017`
+    (``first_id`` default 510).
 
     ``seed`` drives both the 70/30 split and the noise protocol (0 = the paper's).
     Images are written as one grey channel (colour-stored CXRs are converted).
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    settings, problems = noise_settings(list(alphas), list(betas))
-    problems += option_problems(size, first_id, len(settings) + 1)
-    raw_path, preprocessed = output_roots(raw, install_splits, problems)
-    if problems:
-        raise InputError("\n".join(problems))
+    checked = ConversionOptions.from_keywords(options, DEFAULT_FIRST_ID).check(raw)
+    seed = checked.options.seed
     pairs, skipped, input_problems = discover_shenzhen(images_dir, masks_dir)
     test_ids = split_test_cases([stem for stem, _, _ in pairs], seed)
     cases = tuple(CaseTask(stem, image, mask, "test" if stem in test_ids else "train")
@@ -131,12 +113,12 @@ def convert_shenzhen(
         input_problems.append(f"only {len(train_ids)} training case(s) after the 70/30 split; need at least 2")
     spec = FamilySpec(
         family=FAMILY,
-        first_id=first_id,
+        first_id=checked.options.first_id,
         color=False,
         channel_names={"0": "X-ray"},
         labels={"background": 0, "lung": 1},
-        settings=settings,
-        size=size,
+        settings=checked.settings,
+        size=checked.options.size,
         seed=seed,
         cases=cases,
         splits=crossval_splits(train_ids) if len(train_ids) >= 2 else [],
@@ -154,6 +136,4 @@ def convert_shenzhen(
         },
         skipped=tuple(skipped),
     )
-    return convert_family(spec, raw_path, workers=workers or default_workers(), overwrite=overwrite,
-                          verify=verify, preprocessed=preprocessed, input_problems=input_problems,
-                          progress=progress)
+    return checked.convert(spec, input_problems)

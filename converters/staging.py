@@ -20,9 +20,8 @@ a setting asked for later makes the case be processed again.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -30,7 +29,7 @@ from typing import Iterable
 import cv2
 from tqdm import tqdm
 
-from tloss_nnunet.converters import atomic
+from tloss_nnunet import atomic
 from tloss_nnunet.converters.imaging import (
     DecodeError,
     binarize_and_resize_mask,
@@ -43,6 +42,7 @@ from tloss_nnunet.converters.imaging import (
 )
 from tloss_nnunet.converters.plan import CaseTask
 from tloss_nnunet.noise import CaseNoise, apply_noise
+from tloss_nnunet.workers import process_pool
 
 
 @dataclass(frozen=True)
@@ -188,20 +188,6 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def worker_context() -> multiprocessing.context.BaseContext:
-    """Process start method for the pools: ``forkserver`` where available, else ``spawn``.
-
-    Plain ``fork`` deadlocks when the parent has already used OpenCV's thread pool (e.g. a script
-    that drew a synthetic release first); a fork server forks from a clean process that imported
-    this module once, so workers start fast and safe.
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
 def run_jobs(jobs: list[StagingJob], workers: int, description: str, progress: bool = True) -> list[CaseOutcome]:
     """Run :func:`process_case` over ``jobs`` (in-process when ``workers <= 1``), with a progress bar.
 
@@ -216,8 +202,8 @@ def run_jobs(jobs: list[StagingJob], workers: int, description: str, progress: b
                 outcomes[index] = process_case(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(),
-                                     initializer=_init_worker) as pool:
+            # The project's pool policy (tloss_nnunet.workers): fork server, this module preloaded.
+            with process_pool(workers, initializer=_init_worker, preload=[__name__]) as pool:
                 futures = {pool.submit(process_case, job): index for index, job in enumerate(jobs)}
                 try:
                     for future in as_completed(futures):

@@ -1,4 +1,4 @@
-"""Synthetic ISIC 2017 and Shenzhen releases in the official layouts, for tests, demo and benchmarks.
+"""Synthetic ISIC 2017 release in the official layout, and the drawing helpers of the synthetic releases, for tests, demo and benchmarks.
 
 The real data cannot be downloaded where this project is built and tested, so these writers
 produce small (or, for benchmarks, full-size) look-alikes, seeded and reproducible:
@@ -7,10 +7,7 @@ produce small (or, for benchmarks, full-size) look-alikes, seeded and reproducib
   with one irregular pigmented lesion; its ground truth is exactly the lesion's outline. The six
   official folders (or zips, each holding its folder), ``ISIC_xxxxxxx_superpixels.png`` decoys and
   the ``*_metadata.csv`` files are written; image sizes vary.
-* Shenzhen: CXR-like grey images (body, two dark lung fields crossed by ribs, spine, heart,
-  clavicles) with lung masks; the NLM layout ``ChinaSet_AllFiles/CXR_png/`` plus clinical
-  readings, and the lung-mask release ``mask/`` (or nested ``mask/mask/``), with some images
-  left without a mask as in the real release; optionally stored as RGB.
+* Shenzhen: see :mod:`~tloss_nnunet.converters.synthetic_shenzhen` (it shares the drawing helpers below).
 """
 
 from __future__ import annotations
@@ -18,19 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tloss_nnunet.converters.isic2017 import OFFICIAL_FOLDERS
-from tloss_nnunet.converters.staging import worker_context
+from tloss_nnunet.workers import process_pool
 
 
 # ----------------------------------------------------------------------------- shared drawing
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
     """(H, W) float32 noise in about [-1, 1], smooth at the scale of ``shape / cells``."""
     h, w = shape
     coarse = rng.standard_normal((max(2, cells * h // max(h, w)), max(2, cells * w // max(h, w))))
@@ -38,7 +33,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
     return field / (np.abs(field).max() + 1e-6)
 
 
-def _irregular_outline(rng: np.random.Generator, center: tuple[float, float], radius: float,
+def irregular_outline(rng: np.random.Generator, center: tuple[float, float], radius: float,
                        roughness: float, points: int = 240) -> np.ndarray:
     """(points, 2) int32 (x, y) polygon: a circle whose radius is modulated by random harmonics."""
     theta = np.linspace(0, 2 * np.pi, points, endpoint=False)
@@ -50,7 +45,7 @@ def _irregular_outline(rng: np.random.Generator, center: tuple[float, float], ra
     return np.round(xy).astype(np.int32)
 
 
-def _encode(image: np.ndarray, ext: str) -> bytes:
+def encode_image(image: np.ndarray, ext: str) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == ".jpg" else []
     ok, buffer = cv2.imencode(ext, image, params)
     assert ok
@@ -69,18 +64,18 @@ def isic_case(seed: int, index: int, height: int, width: int) -> tuple[np.ndarra
     scale = min(1.0, 768 / max(height, width))
     small = (max(8, round(height * scale)), max(8, round(width * scale)))
     skin = np.array([rng.uniform(200, 240), rng.uniform(150, 190), rng.uniform(125, 165)], np.float32)
-    image = skin + 18 * _smooth_field(rng, small, 4)[..., None] + 7 * _smooth_field(rng, small, 64)[..., None]
+    image = skin + 18 * smooth_field(rng, small, 4)[..., None] + 7 * smooth_field(rng, small, 64)[..., None]
 
     radius = min(height, width) * rng.uniform(0.12, 0.32)
     center = (width * rng.uniform(0.35, 0.65), height * rng.uniform(0.35, 0.65))
-    outline = _irregular_outline(rng, center, radius, roughness=rng.uniform(0.15, 0.45))
+    outline = irregular_outline(rng, center, radius, roughness=rng.uniform(0.15, 0.45))
     mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [outline], 255)
     small_mask = np.zeros(small, np.float32)
     cv2.fillPoly(small_mask, [np.round(outline * [small[1] / width, small[0] / height]).astype(np.int32)], 1.0)
     alpha = cv2.GaussianBlur(small_mask, (0, 0), max(1.0, radius * scale * 0.04))[..., None]
     lesion_rgb = np.array([rng.uniform(95, 160), rng.uniform(55, 100), rng.uniform(35, 80)], np.float32)
-    image = image * (1 - alpha) + (lesion_rgb + 22 * _smooth_field(rng, small, 24)[..., None]) * alpha
+    image = image * (1 - alpha) + (lesion_rgb + 22 * smooth_field(rng, small, 24)[..., None]) * alpha
 
     yy, xx = np.ogrid[: small[0], : small[1]]
     dist = np.hypot((yy - small[0] / 2) / (small[0] / 2), (xx - small[1] / 2) / (small[1] / 2))
@@ -109,9 +104,9 @@ def _isic_files(args: tuple[int, int, str, int, int, bool]) -> list[tuple[str, b
     """Encoded files of one case: image JPEG, superpixels PNG (optional) and mask PNG."""
     seed, index, case_id, height, width, superpixels = args
     image, mask = isic_case(seed, index, height, width)
-    files = [(f"{case_id}.jpg", _encode(image, ".jpg")), (f"{case_id}_segmentation.png", _encode(mask, ".png"))]
+    files = [(f"{case_id}.jpg", encode_image(image, ".jpg")), (f"{case_id}_segmentation.png", encode_image(mask, ".png"))]
     if superpixels:
-        files.append((f"{case_id}_superpixels.png", _encode(_superpixels(height, width), ".png")))
+        files.append((f"{case_id}_superpixels.png", encode_image(_superpixels(height, width), ".png")))
     return files
 
 
@@ -149,7 +144,7 @@ def write_synthetic_isic2017(
             for i in range(total)]
 
     with _ReleaseWriter(out, as_zip) as writer, \
-            (ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess()) as pool:
+            process_pool(workers, preload=[__name__]) as pool:
         for role, files in zip(roles, pool.map(_isic_files, jobs, chunksize=4)):
             image_folder, mask_folder = OFFICIAL_FOLDERS[role]
             for filename, data in files:
@@ -201,119 +196,3 @@ class _ReleaseWriter:
     def __exit__(self, *exc: object) -> None:
         for archive in self.archives.values():
             archive.close()
-
-
-class _InProcess:
-    """Stand-in for a process pool when ``workers <= 1`` (same ``map`` interface)."""
-
-    def __enter__(self) -> "_InProcess":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    @staticmethod
-    def map(fn, iterable, chunksize: int = 1):  # noqa: ARG004 - signature of Executor.map
-        return map(fn, iterable)
-
-
-# ----------------------------------------------------------------------------- Shenzhen
-def shenzhen_case(seed: int, index: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """One CXR-like case: ((H, W) uint8 grey image, (H, W) uint8 0/255 mask of both lungs)."""
-    rng = np.random.default_rng([seed, index, 662])
-    shape = (height, width)
-    image = np.full(shape, 12, np.float32)
-    body = np.zeros(shape, np.uint8)
-    cv2.ellipse(body, (width // 2, int(height * 0.62)), (int(width * 0.46), int(height * 0.55)), 0, 0, 360, 1, -1)
-    image += 150 * cv2.GaussianBlur(body.astype(np.float32), (0, 0), width * 0.03)
-
-    lungs = np.zeros(shape, np.uint8)
-    for side in (-1, 1):
-        cx = width / 2 + side * width * rng.uniform(0.17, 0.21)
-        cy = height * rng.uniform(0.45, 0.5)
-        outline = _irregular_outline(rng, (cx, cy), min(shape) * 0.19, roughness=0.08)
-        outline[:, 1] = cy + (outline[:, 1] - cy) * rng.uniform(1.6, 1.9)  # lungs are tall
-        outline[:, 0] = cx + (outline[:, 0] - cx) * 0.85
-        cv2.fillPoly(lungs, [outline.astype(np.int32)], 255)
-    heart_center = (int(width * rng.uniform(0.53, 0.58)), int(height * rng.uniform(0.62, 0.68)))
-    heart = np.zeros(shape, np.uint8)
-    cv2.ellipse(heart, heart_center, (int(width * 0.13), int(height * 0.11)), rng.uniform(-25, -10), 0, 360, 255, -1)
-    lungs[heart > 0] = 0
-
-    lung_soft = cv2.GaussianBlur(lungs.astype(np.float32) / 255, (0, 0), width * 0.008)
-    image -= 95 * lung_soft
-    ribs = np.zeros(shape, np.float32)
-    for k in range(10):
-        y = height * (0.22 + 0.065 * k)
-        xs = np.linspace(0.15 * width, 0.85 * width, 60)
-        arc = y + 0.06 * height * ((xs - width / 2) / (width / 2)) ** 2
-        cv2.polylines(ribs, [np.stack([xs, arc], 1).astype(np.int32)], False, 1.0, max(2, width // 80), cv2.LINE_AA)
-    image += 35 * cv2.GaussianBlur(ribs, (0, 0), width * 0.004) * body
-    spine = np.exp(-(((np.arange(width) - width / 2) / (width * 0.04)) ** 2))[None, :]
-    image += 60 * spine * body
-    image += 20 * _smooth_field(rng, shape, 6) + 4 * _smooth_field(rng, shape, max(8, width // 6))
-    return np.clip(image, 0, 255).astype(np.uint8), lungs
-
-
-@dataclass(frozen=True)
-class SyntheticShenzhen:
-    """Where :func:`write_synthetic_shenzhen` put things; pass the two folders to the converter."""
-
-    root: Path
-    images_dir: Path
-    masks_dir: Path
-    without_mask: tuple[str, ...]
-
-
-def _shenzhen_files(args: tuple[int, int, int, int, bool]) -> tuple[bytes, bytes]:
-    seed, index, height, width, rgb = args
-    image, mask = shenzhen_case(seed, index, height, width)
-    if rgb:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return _encode(image, ".png"), _encode(mask, ".png")
-
-
-def write_synthetic_shenzhen(
-    out: str | Path,
-    n: int = 12,
-    *,
-    missing_masks: int = 2,
-    rgb: bool = False,
-    nested_masks: bool = False,
-    seed: int = 0,
-    min_size: int = 300,
-    max_size: int = 600,
-    workers: int = 1,
-) -> SyntheticShenzhen:
-    """Write ``n`` synthetic CXRs and lung masks under ``out`` (real release: 662 images, 566 masks).
-
-    Args:
-        missing_masks: how many images get no mask (the real release has 96 such images).
-        rgb: store the CXRs as 3-channel PNGs (as some mirrors do).
-        nested_masks: put the masks in ``mask/mask/`` (a common mirror layout).
-        min_size, max_size: image side range in pixels (real: about 3000).
-    """
-    if not 0 <= missing_masks <= n:
-        raise ValueError(f"missing_masks must be in [0, n], got {missing_masks}")
-    out = Path(out)
-    rng = np.random.default_rng([seed, 1])
-    images_dir = out / "ChinaSet_AllFiles" / "CXR_png"
-    readings_dir = out / "ChinaSet_AllFiles" / "ClinicalReadings"
-    masks_root = out / "mask"
-    masks_dir = masks_root / "mask" if nested_masks else masks_root
-    for folder in (images_dir, readings_dir, masks_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    stems = [f"CHNCXR_{i + 1:04d}_{int(i >= n // 2)}" for i in range(n)]
-    without = set(rng.choice(stems, missing_masks, replace=False).tolist()) if missing_masks else set()
-    heights = rng.integers(min_size, max_size + 1, n)
-    widths = np.maximum(8, (heights * rng.uniform(0.9, 1.1, n)).astype(int))
-    jobs = [(seed, i, int(heights[i]), int(widths[i]), rgb) for i in range(n)]
-    with ProcessPoolExecutor(workers, mp_context=worker_context()) if workers > 1 else _InProcess() as pool:
-        for stem, (image_png, mask_png) in zip(stems, pool.map(_shenzhen_files, jobs, chunksize=4)):
-            (images_dir / f"{stem}.png").write_bytes(image_png)
-            if stem not in without:
-                (masks_dir / f"{stem}_mask.png").write_bytes(mask_png)
-            finding = "normal" if stem.endswith("_0") else "PTB in the right upper field"
-            sex = rng.choice(["male", "female"])
-            (readings_dir / f"{stem}.txt").write_text(f"{sex} {int(rng.integers(18, 80))}yrs\n{finding}\n")
-    return SyntheticShenzhen(out, images_dir, masks_root, tuple(sorted(without)))

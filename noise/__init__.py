@@ -12,11 +12,23 @@ Typical use (what the dataset converters do)::
     noisy = apply_noise(clean_mask, plan[case], beta=0.5).mask
 """
 
-from tloss_nnunet.noise.apply import NoisyMask, apply_noise, noise_rate
-from tloss_nnunet.noise.generate import NoiseRunResult, generate_noisy_dataset
-from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
-from tloss_nnunet.noise.plan import plan_noise
-from tloss_nnunet.noise.settings import NOISE_KINDS, CaseNoise, NoiseSetting
+from __future__ import annotations
+
+from tloss_nnunet.lazy import lazy_attributes
+
+_LAZY = {
+    "NoisyMask": "tloss_nnunet.noise.apply",
+    "apply_noise": "tloss_nnunet.noise.apply",
+    "noise_rate": "tloss_nnunet.noise.apply",
+    "NoiseRunResult": "tloss_nnunet.noise.generate",
+    "generate_noisy_dataset": "tloss_nnunet.noise.generate",
+    "read_binary_mask": "tloss_nnunet.noise.mask_io",
+    "write_binary_mask": "tloss_nnunet.noise.mask_io",
+    "plan_noise": "tloss_nnunet.noise.plan",
+    "NOISE_KINDS": "tloss_nnunet.noise.settings",
+    "CaseNoise": "tloss_nnunet.noise.settings",
+    "NoiseSetting": "tloss_nnunet.noise.settings",
+}
 
 __all__ = [
     "NOISE_KINDS",
@@ -31,3 +43,6 @@ __all__ = [
     "read_binary_mask",
     "write_binary_mask",
 ]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

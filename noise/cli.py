@@ -6,10 +6,13 @@ import argparse
 import itertools
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.generate import NoiseRunResult, generate_noisy_dataset
 from tloss_nnunet.noise.settings import NOISE_KINDS, PAPER_ALPHAS, PAPER_BETAS, NoiseSetting
+
+if TYPE_CHECKING:  # generate imports OpenCV and scikit-image: only when the command runs, not for --help
+    from tloss_nnunet.noise.generate import NoiseRunResult
 
 
 
@@ -73,6 +76,8 @@ def _summary(result: NoiseRunResult) -> str:
 
 def run_noise_command(args: argparse.Namespace) -> int:
     """Handler of ``tloss-nnunet noise``."""
+    from tloss_nnunet.noise.generate import generate_noisy_dataset
+
     if args.preview < 0:
         raise InputError("--preview must be >= 0")
     if args.images is not None and args.preview == 0:

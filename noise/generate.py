@@ -23,49 +23,23 @@ replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
-import csv
-import math
-import shutil
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
+from tloss_nnunet.atomic import staging_folder, swap_into
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.noise.apply import apply_noise
 from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
-from tloss_nnunet.noise.parallel import default_workers, ordered_map
+from tloss_nnunet.noise.parallel import ordered_map
 from tloss_nnunet.noise.plan import plan_noise
 from tloss_nnunet.noise.preview import find_image, image_is_readable, preview_cases, write_preview
+from tloss_nnunet.noise.records import DETAILS_NAME, LOG_NAME, CaseRecord, NoiseRunResult, write_logs
 from tloss_nnunet.noise.settings import CaseNoise, NoiseSetting
+from tloss_nnunet.workers import default_workers, process_pool
 
-LOG_NAME = "noise_log.csv"
-DETAILS_NAME = "noise_details.csv"
-
-
-@dataclass(frozen=True)
-class CaseRecord:
-    """What happened to one case in one setting (one row of noise_details.csv)."""
-
-    case: str
-    setting: str
-    spec: CaseNoise
-    noise_rate: float
-    note: str
-
-
-@dataclass(frozen=True)
-class NoiseRunResult:
-    """Paths written by :func:`generate_noisy_dataset` and the per-case records."""
-
-    out_dir: Path
-    folders: dict[str, Path]
-    log_path: Path
-    details_path: Path
-    preview_paths: tuple[Path, ...]
-    records: tuple[CaseRecord, ...]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -139,40 +113,10 @@ def _preview_image_problems(image_paths: dict[str, Path | None]) -> list[str]:
     return problems
 
 
-def _write_logs(staging: Path, settings: Sequence[NoiseSetting], records: Sequence[CaseRecord]) -> None:
-    """Write noise_log.csv (wide: kinds per setting + notes) and noise_details.csv (long)."""
-    by_case: dict[str, dict[str, CaseRecord]] = {}
-    for record in records:
-        by_case.setdefault(record.case, {})[record.setting] = record
-    names = [setting.name for setting in settings]
-    with open(staging / LOG_NAME, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case", *names, "notes"])
-        for case, row in by_case.items():
-            notes = "; ".join(f"{name}: {row[name].note}" for name in names if row[name].note)
-            writer.writerow([case, *(row[name].spec.kind for name in names), notes])
-    with open(staging / DETAILS_NAME, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["case", "setting", "kind", "angle", "direction_row", "direction_col", "noise_rate", "note"]
-        )
-        for record in records:
-            spec = record.spec
-            direction = spec.direction or ("", "")
-            angle = "" if spec.angle is None else repr(spec.angle)
-            rate = "nan" if math.isnan(record.noise_rate) else f"{record.noise_rate:.6f}"
-            writer.writerow([record.case, record.setting, spec.kind, angle, *direction, rate, record.note])
-
-
 def _commit(staging: Path, out_dir: Path, names: Sequence[str]) -> None:
     """Move the staged outputs into ``out_dir``, replacing existing ones (moved aside first)."""
-    trash = staging / ".replaced"
-    trash.mkdir()
     for name in names:
-        destination = out_dir / name
-        if destination.exists():
-            destination.replace(trash / name)
-        (staging / name).replace(destination)
+        swap_into(staging / name, out_dir / name)
 
 
 def generate_noisy_dataset(
@@ -206,8 +150,38 @@ def generate_noisy_dataset(
         InputError: bad settings, unreadable/invalid masks (all listed), missing preview images,
             or outputs that exist without ``overwrite``. Nothing is written in that case.
     """
-    mask_dir, out_dir = Path(mask_dir), Path(out_dir)
-    settings = list(settings)
+    out_dir = Path(out_dir)
+    run = _plan_run(Path(mask_dir), out_dir, list(settings), seed, unbiased, preview, image_dir, overwrite)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    with process_pool(workers, preload=[__name__]) as pool:
+        records = _in_staging_folder(out_dir, pool, lambda staging: _write_outputs(
+            run, staging, out_dir, unbiased, pool, workers, progress))
+    return NoiseRunResult(
+        out_dir=out_dir,
+        folders={s.name: out_dir / s.name for s in run.settings},
+        log_path=out_dir / LOG_NAME,
+        details_path=out_dir / DETAILS_NAME,
+        preview_paths=tuple(out_dir / f"preview_{name}.png" for name in run.previews),
+        records=tuple(records),
+    )
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """Everything decided and checked before any output is written."""
+
+    masks: dict[str, Path]
+    settings: list[NoiseSetting]
+    plans: dict[str, dict[str, CaseNoise]]  # setting name -> case -> random decisions
+    previews: dict[str, list[str]]  # setting name -> cases drawn in its preview
+    image_paths: dict[str, Path | None]  # preview case -> its image (None: not found)
+    image_problems: list[str]
+    output_names: list[str]  # entries of OUT_DIR this run replaces
+
+
+def _plan_run(mask_dir: Path, out_dir: Path, settings: list[NoiseSetting], seed: int, unbiased: bool,
+              preview: int, image_dir: str | Path | None, overwrite: bool) -> _RunPlan:
+    """Check the options and folders and draw every random decision; raise InputError, write nothing."""
     names = [setting.name for setting in settings]
     if not settings:
         raise InputError("give at least one (alpha, beta) setting")
@@ -218,8 +192,7 @@ def generate_noisy_dataset(
     masks = _list_masks(mask_dir)
     plans = {setting.name: plan_noise(list(masks), setting, seed, unbiased) for setting in settings}
     previews = {name: preview_cases(plan, preview) for name, plan in plans.items()} if preview > 0 else {}
-    preview_names = [f"preview_{name}.png" for name in previews]
-    output_names = [*names, LOG_NAME, DETAILS_NAME, *preview_names]
+    output_names = [*names, LOG_NAME, DETAILS_NAME, *(f"preview_{name}.png" for name in previews)]
     clashes = _existing_outputs(out_dir, output_names) if out_dir.is_dir() else []
     if clashes and not overwrite:
         raise InputError(
@@ -229,39 +202,43 @@ def generate_noisy_dataset(
         raise InputError(f"image folder {image_dir} does not exist or is not a folder")
     wanted_images = sorted({case for cases in previews.values() for case in cases})
     image_paths = {case: find_image(Path(image_dir), case) for case in wanted_images} if image_dir else {}
-    image_problems = _preview_image_problems(image_paths)  # reported together with bad masks
-    workers = default_workers() if workers is None else max(1, int(workers))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-    with pool if pool is not None else nullcontext():
-        created_out_dir = not out_dir.exists()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".noise-staging-", dir=out_dir))
-        try:
-            records = _generate(masks, settings, plans, staging, unbiased, pool, workers, progress, image_problems)
-            _write_logs(staging, settings, records)
-            for name, cases in previews.items():
-                setting = next(s for s in settings if s.name == name)
-                write_preview(
-                    staging / f"preview_{name}.png", setting, cases, masks, plans[name],
-                    {case: image_paths.get(case) for case in cases}, unbiased,
-                )
-            _commit(staging, out_dir, output_names)
-        except BaseException:
-            if pool is not None:  # no worker may still write into the folder about to be removed
-                pool.shutdown(wait=True, cancel_futures=True)
-            shutil.rmtree(staging, ignore_errors=True)
-            if created_out_dir and not any(out_dir.iterdir()):
-                out_dir.rmdir()
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-    return NoiseRunResult(
-        out_dir=out_dir,
-        folders={name: out_dir / name for name in names},
-        log_path=out_dir / LOG_NAME,
-        details_path=out_dir / DETAILS_NAME,
-        preview_paths=tuple(out_dir / name for name in preview_names),
-        records=tuple(records),
-    )
+    # Missing preview images are reported together with bad masks, after the masks were read.
+    return _RunPlan(masks, settings, plans, previews, image_paths, _preview_image_problems(image_paths),
+                    output_names)
+
+
+def _in_staging_folder(out_dir: Path, pool: Executor, write: Callable[[Path], T]) -> T:
+    """``write(staging)`` in a staging folder inside ``out_dir`` (created if missing, removed again if the run
+    fails and it stayed empty); on failure pending workers are cancelled before the staging folder goes."""
+    created_out_dir = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with staging_folder(out_dir, "noise-staging") as staging:
+            try:
+                return write(staging)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # no worker may write into the folder removed next
+                raise
+    except BaseException:
+        if created_out_dir and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def _write_outputs(run: _RunPlan, staging: Path, out_dir: Path, unbiased: bool, pool: Executor, workers: int,
+                   progress: bool) -> list[CaseRecord]:
+    """Corrupt every mask, write the logs and previews into ``staging``, then swap them into ``out_dir``."""
+    records = _generate(run.masks, run.settings, run.plans, staging, unbiased, pool, workers, progress,
+                        run.image_problems)
+    write_logs(staging, run.settings, records)
+    for name, cases in run.previews.items():
+        setting = next(s for s in run.settings if s.name == name)
+        write_preview(
+            staging / f"preview_{name}.png", setting, cases, run.masks, run.plans[name],
+            {case: run.image_paths.get(case) for case in cases}, unbiased,
+        )
+    _commit(staging, out_dir, run.output_names)
+    return records
 
 
 def _generate(
@@ -270,7 +247,7 @@ def _generate(
     plans: dict[str, dict[str, CaseNoise]],
     staging: Path,
     unbiased: bool,
-    pool: ProcessPoolExecutor | None,
+    pool: Executor,
     workers: int,
     progress: bool,
     known_problems: Sequence[str] = (),

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_venv
-exec "$VENV/bin/python" -m tloss_nnunet.demo "$@"
+exec "$VENV/bin/python" -m tloss_nnunet.repro.demo "$@"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tloss_nnunet.baselines import GeneralizedCrossEntropyLoss
+from tloss_nnunet.repro.baselines import GeneralizedCrossEntropyLoss
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ class _LabelManager:
 
 def _build_trainer_loss(ignore_label, scales=3):
     """Call nnUNetTrainerGCELoss._build_loss on a stand-in exposing what the hook reads (no plans needed)."""
-    from tloss_nnunet.nnunet.baseline_trainers import nnUNetTrainerGCELoss
+    from tloss_nnunet.repro.study_trainers import nnUNetTrainerGCELoss
 
     trainer = object.__new__(nnUNetTrainerGCELoss)
     trainer.label_manager = _LabelManager(ignore_label)
@@ -128,7 +128,7 @@ def test_trainer_loss_weights_scales_like_nnunet_and_honours_ignore_label():
 
 
 def test_trainer_rejects_regions():
-    from tloss_nnunet.nnunet.baseline_trainers import nnUNetTrainerGCELoss
+    from tloss_nnunet.repro.study_trainers import nnUNetTrainerGCELoss
 
     trainer = object.__new__(nnUNetTrainerGCELoss)
     trainer.label_manager = type("LM", (), {"has_regions": True, "ignore_label": None})()
@@ -146,7 +146,7 @@ def test_study_trainer_table_names_real_classes_with_the_right_schedules(monkeyp
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.training.nnUNetTrainer.variants.loss import nnUNetTrainerCELoss, nnUNetTrainerDiceLoss
 
-    import tloss_nnunet.nnunet.baseline_trainers as baselines
+    import tloss_nnunet.repro.study_trainers as baselines
     import tloss_nnunet.nnunet.trainer as tloss_trainer
     import tloss_nnunet.nnunet.variants as variants
 

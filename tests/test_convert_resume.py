@@ -10,7 +10,8 @@ import pytest
 
 from tloss_nnunet.cli import main
 from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
-from tloss_nnunet.converters import atomic, staging
+from tloss_nnunet import atomic
+from tloss_nnunet.converters import staging
 from tloss_nnunet.converters.family import STAGING_ROOT
 from tloss_nnunet.converters.publish import MARKER
 

@@ -13,7 +13,7 @@ import pytest
 from tloss_nnunet.cli import main
 from tloss_nnunet.converters import convert_isic2017, convert_shenzhen, write_synthetic_isic2017
 from tloss_nnunet.converters.family import STAGING_ROOT
-from tloss_nnunet.converters.synthetic import write_synthetic_shenzhen
+from tloss_nnunet.converters.synthetic_shenzhen import write_synthetic_shenzhen
 from tloss_nnunet.errors import InputError
 
 TRAIN_DATA, TRAIN_GT = "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth"

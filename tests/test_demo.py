@@ -1,4 +1,4 @@
-"""The demo (``python -m tloss_nnunet.demo``, behind ``scripts/demo.sh``): options, schedules, and one end-to-end
+"""The demo (``python -m tloss_nnunet.repro.demo``, behind ``scripts/demo.sh``): options, schedules, and one end-to-end
 run of the stock nnU-Net commands in the smallest configuration whose report numbers are checked against Dice
 recomputed here from the prediction files."""
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tloss_nnunet import demo, demo_trainers
+from tloss_nnunet.repro import demo, demo_trainers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,11 +44,12 @@ def test_custom_epochs_and_iterations_get_their_own_results_folder() -> None:
 
 
 def test_tiny_schedule_matches_the_trainer_variants() -> None:
-    from tloss_nnunet.nnunet import variants
+    from tloss_nnunet.nnunet import schedules, variants
+    from tloss_nnunet.repro import study_trainers
 
     tiny = demo.SCHEDULES["tiny"]
-    assert (tiny.epochs, tiny.iterations) == (variants.TINY_EPOCHS, variants.TINY_ITERATIONS)
-    assert hasattr(variants, tiny.tloss_trainer) and hasattr(variants, tiny.stock_trainer)
+    assert (tiny.epochs, tiny.iterations) == (schedules.TINY_EPOCHS, schedules.TINY_ITERATIONS)
+    assert hasattr(variants, tiny.tloss_trainer) and hasattr(study_trainers, tiny.stock_trainer)
 
 
 def test_demo_trainers_read_their_schedule_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,8 +84,13 @@ def test_nnunet_finds_the_demo_trainers_through_the_shim(monkeypatch: pytest.Mon
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     from tloss_nnunet.nnunet import ext_trainer_path
+    from tloss_nnunet.repro import trainer_search_path
 
+    # The library's shim exposes library trainers only; the kit's shim, which the demo adds, has the demo's.
     monkeypatch.setenv("nnUNet_extTrainer", ext_trainer_path())
+    with pytest.raises(RuntimeError, match="Could not find"):
+        recursive_find_trainer_class_by_name("nnUNetTrainerTLoss_demo")
+    monkeypatch.setenv("nnUNet_extTrainer", trainer_search_path())
     for name in ("nnUNetTrainerTLoss_demo", "nnUNetTrainer_demo"):
         assert recursive_find_trainer_class_by_name(name).__name__ == name
 
@@ -99,7 +105,7 @@ def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 @pytest.mark.slow
 def test_demo_end_to_end_smallest_configuration(tmp_path: Path) -> None:
     work, report = tmp_path / "work", tmp_path / "report"
-    command = [sys.executable, "-m", "tloss_nnunet.demo", "--schedule", "tiny", "--train-cases", "8",
+    command = [sys.executable, "-m", "tloss_nnunet.repro.demo", "--schedule", "tiny", "--train-cases", "8",
                "--val-cases", "2", "--test-cases", "3", "--size", "32", "--device", "cpu", "--grid-cases", "3",
                "--work", str(work), "--report", str(report)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}

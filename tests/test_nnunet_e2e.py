@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from tloss_nnunet.cli import main
-from tloss_nnunet.nnunet.synthetic import write_synthetic_dataset
+from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 

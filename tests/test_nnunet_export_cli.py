@@ -58,11 +58,29 @@ def test_shim_exports_every_trainer_and_the_known_list_matches():
 
     ours = {name for name in dir(variants) if isinstance(getattr(variants, name), type)
             and issubclass(getattr(variants, name), nnUNetTrainerTLoss)} | {"nnUNetTrainerTLoss"}
-    # Every T-Loss trainer nnU-Net can find through the shim (demo trainers included) can be exported.
+    # Every T-Loss trainer nnU-Net can find through the library's shim can be exported; the shim holds
+    # library trainers only (the reproduction kit's have their own shim, tested below).
     findable = {name for name, obj in vars(shim).items()
                 if isinstance(obj, type) and issubclass(obj, nnUNetTrainerTLoss)}
     assert findable == KNOWN_TLOSS_TRAINERS and ours <= findable
-    assert set(shim.__all__) == ours | {"nnUNetTrainerDiceCE_tiny"}
+    assert set(shim.__all__) == ours
+
+
+def test_kit_tloss_trainers_found_by_nnunet_export_without_force(tmp_path, monkeypatch):
+    from tloss_nnunet.repro import trainer_search_path
+    from tloss_nnunet.repro.ext_trainer import tloss_nnunet_repro_trainers as kit_shim
+    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+
+    monkeypatch.setenv("nnUNet_extTrainer", trainer_search_path())
+    kit_tloss = [name for name in kit_shim.__all__ if issubclass(getattr(kit_shim, name), nnUNetTrainerTLoss)]
+    assert kit_tloss == ["nnUNetTrainerTLoss_demo"]
+    model = _model_folder(tmp_path, trainer="nnUNetTrainerTLoss_demo", folds=(0,))
+    result = export_stock_model(model, str(tmp_path / "out"), progress=False)
+    assert result.source_trainer == "nnUNetTrainerTLoss_demo" and len(result.checkpoints) == 2
+    # A stock-loss trainer of the kit is found too, but it is no T-Loss trainer: --force stays required.
+    stock = _model_folder(tmp_path / "stock", trainer="nnUNetTrainerGCELoss_tiny", folds=(0,))
+    with pytest.raises(InputError, match="--force"):
+        export_stock_model(stock, str(tmp_path / "out2"), progress=False)
 
 
 def test_export_rewrites_trainer_and_drops_tloss_state(tmp_path):

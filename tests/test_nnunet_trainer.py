@@ -21,9 +21,9 @@ from tloss_nnunet.nnunet.variants import (
     nnUNetTrainerTLoss_cap20,
     nnUNetTrainerTLoss_relative,
 )
-from tloss_nnunet.nnunet.inprocess import make_trainer, plan_and_preprocess
+from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
 from tloss_nnunet.nnunet.nu_plateau import ScaledPolyLRScheduler
-from tloss_nnunet.nnunet.synthetic import write_synthetic_dataset
+from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
 DATASETS = {"2d": (611, "2d", 8, 32), "3d": (612, "3d_fullres", 6, 24), "regions_ignore": (613, "2d", 8, 32)}
 

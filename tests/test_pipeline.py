@@ -1,4 +1,4 @@
-"""Unit tests of tloss_nnunet.pipeline on hand-made folders; nnU-Net commands are replaced by small scripts
+"""Unit tests of tloss_nnunet.repro.pipeline on hand-made folders; nnU-Net commands are replaced by small scripts
 (``pipeline._executable`` is patched) so that the skip/resume logic is checked without training anything."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tloss_nnunet import pipeline
 from tloss_nnunet.nnunet import ext_trainer_path
+from tloss_nnunet.repro import kit_trainer_path, pipeline
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -85,8 +85,8 @@ def test_nnunet_env_sets_folders_shim_and_cpu_settings(tmp_path: Path) -> None:
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         assert Path(env[variable]) == (tmp_path / "work" / variable).resolve()
         assert Path(env[variable]).is_dir()
-    # the shim first, other folders kept, no duplicate
-    assert env["nnUNet_extTrainer"].split(os.pathsep) == [ext_trainer_path(), "/other/trainers"]
+    # the library's shim first, then the kit's, other folders kept, no duplicate
+    assert env["nnUNet_extTrainer"].split(os.pathsep) == [ext_trainer_path(), kit_trainer_path(), "/other/trainers"]
     assert env["nnUNet_compile"] == "0"
     assert env["nnUNet_def_n_proc"] == "3"  # the user's choice wins
     assert int(env["nnUNet_n_proc_DA"]) >= 0

@@ -1,4 +1,4 @@
-"""Unit tests of tloss_nnunet.report on a hand-made run (raw datasets, predictions, evaluations, logs)."""
+"""Unit tests of tloss_nnunet.repro.report on a hand-made run (raw datasets, predictions, evaluations, logs)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tloss_nnunet import report as rp
-from tloss_nnunet.pipeline import Evaluation
+from tloss_nnunet.repro import report as rp
+from tloss_nnunet.repro.pipeline import Evaluation
 
 TEST_CASES = ["ISIC_0000010", "ISIC_0000011", "ISIC_0000012"]
 TRAIN_KINDS = {"ISIC_0000001": "dilate", "ISIC_0000002": "clean", "ISIC_0000003": "erode",

@@ -2,7 +2,9 @@
 
 The public entry points are :class:`TLoss` (a MONAI-style loss module) and :func:`t_loss`
 (its functional form). The nnU-Net trainers live in :mod:`tloss_nnunet.nnunet`, the noisy-label
-protocol in :mod:`tloss_nnunet.noise` and the dataset converters in :mod:`tloss_nnunet.converters`.
+protocol in :mod:`tloss_nnunet.noise`, the dataset converters in :mod:`tloss_nnunet.converters` and the
+reproduction kit (demo, pipeline runner, report, study trainers) in :mod:`tloss_nnunet.repro`; the library
+imports none of the last three (``docs/architecture.md``).
 
 ``TLoss`` and ``t_loss`` are imported on first use, so the noise and converter worker processes
 (and commands that do not train) never pay for importing torch.
@@ -10,18 +12,10 @@ protocol in :mod:`tloss_nnunet.noise` and the dataset converters in :mod:`tloss_
 
 from __future__ import annotations
 
+from tloss_nnunet.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 __all__ = ["TLoss", "t_loss", "__version__"]
 
-
-def __getattr__(name: str):
-    if name in ("TLoss", "t_loss"):
-        from tloss_nnunet import loss
-
-        return getattr(loss, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, {"TLoss": "tloss_nnunet.loss", "t_loss": "tloss_nnunet.functional"}, __all__)

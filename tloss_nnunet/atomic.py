@@ -1,20 +1,35 @@
-"""Write-then-rename, so a crash never leaves a half-written file under its final name.
+"""Write-then-rename, so a crash never leaves a half-written file or folder under its final name.
 
 One mechanism for the whole project (checkpoints, plots, reports, converted datasets, results files):
 the writer fills a hidden temporary in the target's folder (``.<name>.<pid>.<random>.tmp``; nnU-Net lists
 files by their ending, so it never picks one up), which is renamed onto the target only when complete.
+Folders work the same way: fill a :func:`staging_folder`, then :func:`swap_into` its entries (or itself).
+Dataset folders add :func:`link_or_copy` (hard links, atomically) and :func:`remove_temporaries` (a re-run
+sweeps the leftovers of a killed one).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["TMP_SUFFIX", "atomic_target", "write_bytes", "write_json", "write_text"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_target",
+    "link_or_copy",
+    "remove_temporaries",
+    "staging_folder",
+    "swap_into",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
 
 TMP_SUFFIX = ".tmp"
 
@@ -51,3 +66,59 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: object) -> None:
     """Atomically write ``obj`` as indented JSON."""
     write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+@contextmanager
+def staging_folder(parent: str | os.PathLike, label: str) -> Iterator[Path]:
+    """Yield a new hidden folder ``parent/.<label>-<random>`` (same filesystem as the targets, so publishing
+    is renames); it is removed on exit, with whatever was not swapped out of it, success or error."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{label}-", dir=parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def swap_into(staged: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename ``staged`` (file or folder) onto ``target``; an existing target is moved aside first, then deleted.
+
+    Readers see the old target or the new one: only the instant between the two renames has neither, and a
+    crash there leaves the old one in a hidden ``.<name>.old-*`` folder beside it, never a mix of both.
+    """
+    target = Path(target)
+    if not target.exists():
+        os.replace(staged, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, trash / target.name)
+    os.replace(staged, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    """Make ``dst`` a hard link to ``src`` (a copy where the filesystem refuses links), atomically.
+
+    Returns ``"present"`` if ``dst`` already is that very file, ``"link"`` or ``"copy"``.
+    ``rename(2)`` between two links of one inode is a no-op that would leave the temporary behind,
+    hence the same-file test first.
+    """
+    if dst.exists() and os.path.samefile(src, dst):
+        return "present"
+    with atomic_target(dst) as tmp:
+        try:
+            os.link(src, tmp)
+            how = "link"
+        except OSError:  # no hard links here (FAT, some network filesystems, other device)
+            shutil.copyfile(src, tmp)
+            how = "copy"
+    return how
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete leftover temporaries (``.*.tmp``) of killed runs under ``folder``; return how many."""
+    removed = 0
+    if folder.is_dir():
+        for leftover in folder.rglob(f".*{TMP_SUFFIX}"):
+            leftover.unlink()
+            removed += 1
+    return removed

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from typing import Sequence
 
-from tloss_nnunet.errors import InputError
+from tloss_nnunet.errors import exit_code_of
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -41,14 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as err:
-        print(f"tloss-nnunet {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return exit_code_of(lambda: args.func(args), f"tloss-nnunet {args.command}")
 
 
 if __name__ == "__main__":

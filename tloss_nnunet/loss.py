@@ -1,26 +1,9 @@
-"""The Robust T-Loss (Gonzalez-Jimenez et al., MICCAI 2023) as a functional and a MONAI-style module.
+"""Layer 2 of the Robust T-Loss: :class:`TLoss`, a loss module that follows MONAI's conventions.
 
-Per sample b, with residuals delta = p - y over the D_b valid elements (p: prediction in probability
-space, y: target), degrees of freedom nu > 0 and a diagonal precision exp(lambda) (``log_precision``),
-the loss is the negative log-likelihood of a multivariate Student-t centred on the target::
-
-    NLL_b = -lgamma((nu + D_b) / 2) + lgamma(nu / 2) + (D_b / 2) * log(pi * nu) - (D_b / 2) * lambda
-            + ((nu + D_b) / 2) * log(1 + exp(lambda) * sum(delta^2) / nu)
-
-``lambda = 0`` is the paper's Sigma = I; the released code corresponds to ``lambda = 1``. With
-``normalize=True`` the value is divided by D_b, so its scale does not grow with the image size.
-The gradient with respect to the prediction is ``(nu + D_b) / (nu + S_b) * exp(lambda) * delta``
-(S_b = exp(lambda) * sum(delta^2)): one weight per sample, so a sample whose residual is large
-(a noisy label) is down-weighted as a whole. A small nu gives heavy tails (robust), a large nu
-approaches the Gaussian (a sum-of-squares loss).
-
-For D_b in the thousands the weight w_b = (nu + D_b) / (nu + S_b) is 1 / MSE_b to within 1e-3: it grows as
-the fit of a sample improves, and with ``normalize=True`` the gradient ``w_b * delta / D_b`` is about
-``delta / S_b``, a step that grows as the loss falls (under SGD, a rising learning rate).
-``mean_weight_cap=c`` stops that growth at a batch mean weight of c: every term is divided by the detached
-``max(1, mean_b' w_b' / c)``, so the gradient is ``w_b * delta / D_b`` while the fit is poor and
-``c * (w_b / mean w) * delta / D_b`` once it is good: only the weights' ratios act from then on. Since
-w_b >= 1 for probabilities, ``c = 1`` keeps only the ratios from the start (a sum-of-squares step).
+It turns network outputs and targets (activation flags, one-hot label maps, background channel, ignore
+label, explicit mask) into residuals and hands them to the functional form (:mod:`tloss_nnunet.functional`,
+where the formula is documented); softmax against a label map takes the fused path of
+:mod:`tloss_nnunet.fused`. nu is the module's parameter ``log_nu``.
 """
 
 from __future__ import annotations
@@ -32,6 +15,9 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch.nn.modules.loss import _Loss
 
+from tloss_nnunet.functional import compute_dtype, loss_from_sums, t_loss, t_nll_from_sums
+from tloss_nnunet.fused import SoftmaxLabelSumSq
+
 if TYPE_CHECKING:
     from monai.utils import LossReduction
 
@@ -39,201 +25,45 @@ if TYPE_CHECKING:
 # ``monai`` loads all of its networks (seconds), and nnU-Net imports this module just to look up a trainer
 # class by name, for every train and predict command.
 
-__all__ = ["TLoss", "t_loss", "t_nll_from_sums", "t_weights_from_sums"]
+__all__ = ["TLoss", "combine_masks", "t_loss", "t_nll_from_sums", "valid_elements"]
 
 
-def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
-    """float64 stays float64; every other dtype (float16, bfloat16, float32, ints, bool) becomes float32."""
-    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+def combine_masks(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    """Elements that count in both bool masks (None means "all count")."""
+    masks = [m.bool() for m in (first, second) if m is not None]
+    if not masks:
+        return None
+    return masks[0] if len(masks) == 1 else masks[0] & masks[1]
 
 
-def _scalar_dtype(device: torch.device) -> torch.dtype:
-    """dtype of the per-sample scalar terms: float64 where the device supports it.
+def valid_elements(target: torch.Tensor, ignore_index: int | None,
+                   mask: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Bool map of the elements that count, or None when all do: the one place the ignore label is read.
 
-    lgamma((nu + D) / 2) and (D / 2) log(pi nu) are each ~D log D and cancel to O(D); at D ~ 1e7 float32
-    would lose the result's last digits, float64 keeps them. These are B scalars, so the cost is nil.
+    Label maps ``B1H[WD]``: elements whose label is not ``ignore_index``; one-hot targets: MONAI's rule
+    (``monai.metrics.utils.create_ignore_mask``). ``mask`` (True = counts) is combined with it.
     """
-    return torch.float32 if device.type == "mps" else torch.float64
+    valid = None
+    if ignore_index is not None:
+        from monai.metrics.utils import create_ignore_mask
+
+        valid = create_ignore_mask(target, ignore_index).bool()
+    return combine_masks(valid, mask)
 
 
-def t_nll_from_sums(
-    sum_sq: torch.Tensor,
-    count: torch.Tensor,
-    log_nu: torch.Tensor,
-    log_precision: float | torch.Tensor = 0.0,
-    epsilon: float = 1e-8,
-) -> torch.Tensor:
-    """Student-t negative log-likelihood from per-sample sufficient statistics.
-
-    Args:
-        sum_sq: (B,) sum of squared residuals over each sample's valid elements.
-        count: (B,) number of valid elements D_b (may be 0: the NLL is then exactly 0).
-        log_nu: () log of the degrees of freedom; nu = exp(log_nu) + epsilon.
-        log_precision: lambda, the log of the diagonal precision of the covariance.
-        epsilon: floor added to nu so it stays positive when log_nu is very negative.
-
-    Returns:
-        (B,) NLL_b in the dtype of ``sum_sq`` (see the module docstring for the formula).
-    """
-    out_dtype = sum_sq.dtype
-    dtype = _scalar_dtype(sum_sq.device)
-    sum_sq = sum_sq.to(dtype)
-    count = count.to(dtype)
-    log_precision = torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)
-    nu = torch.exp(log_nu.to(dtype)) + epsilon
-    half_count = 0.5 * count
-    scaled = torch.exp(log_precision) * sum_sq
-    nll = (
-        torch.lgamma(0.5 * nu) - torch.lgamma(0.5 * nu + half_count)
-        + half_count * (math.log(math.pi) + torch.log(nu) - log_precision)
-        + (0.5 * nu + half_count) * torch.log1p(scaled / nu)
-    )
-    # An all-ignored sample has no likelihood term: the lgamma terms cancel to exactly 0, made explicit here.
-    nll = torch.where(count > 0, nll, torch.zeros_like(nll))
-    return nll.to(out_dtype)
-
-
-def t_weights_from_sums(
-    sum_sq: torch.Tensor,
-    count: torch.Tensor,
-    log_nu: torch.Tensor,
-    log_precision: float | torch.Tensor = 0.0,
-    epsilon: float = 1e-8,
-) -> torch.Tensor:
-    """Per-sample weight w_b = (nu + D_b) / (nu + exp(lambda) S_b) that the T-Loss puts on a sample's residual.
-
-    d NLL_b / d delta = w_b * exp(lambda) * delta: the sample's gradient is a least-squares gradient times w_b.
-    Args as in :func:`t_nll_from_sums` (``sum_sq``, ``count``: (B,)). Returns (B,) detached, in float64 where
-    the device has it; 1 for an all-ignored sample (D_b = S_b = 0).
-    """
-    dtype = _scalar_dtype(sum_sq.device)
-    nu = torch.exp(log_nu.detach().to(dtype)) + epsilon
-    scaled = torch.exp(torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)) * sum_sq.detach().to(dtype)
-    return (nu + count.to(dtype)) / (nu + scaled)
-
-
-def t_loss(
-    input: torch.Tensor,
-    target: torch.Tensor,
-    log_nu: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    *,
-    log_precision: float | torch.Tensor = 0.0,
-    normalize: bool = True,
-    epsilon: float = 1e-8,
-    reduction: LossReduction | str = "mean",
-    mean_weight_cap: float | None = None,
-) -> torch.Tensor:
-    """Functional T-Loss for callers that keep nu themselves.
-
-    Args:
-        input: (B, ...) predictions in probability space (no activation is applied here).
-        target: same shape as ``input``; 0/1 labels or soft labels.
-        log_nu: () tensor, log of the degrees of freedom (may require grad).
-        mask: optional bool tensor broadcastable to ``input``; True marks elements that count. Masked
-            elements are excluded from both the residual sum and D.
-        log_precision: lambda, log of the diagonal precision (0 = identity covariance, as in the paper).
-        normalize: divide each sample's NLL by its number of valid elements D_b (0 for D_b = 0).
-        epsilon: floor on nu (nu = exp(log_nu) + epsilon).
-        reduction: ``"none"`` -> (B,), ``"mean"`` or ``"sum"`` over the batch -> ().
-        mean_weight_cap: c > 0: divide every term by the detached max(1, batch mean weight / c), so the step
-            stops growing once the mean weight reaches c (see the module docstring); None: no cap.
-
-    The residuals are formed in float32 (float64 for float64 input) with autocast disabled, whatever the
-    input dtype, so float16/bfloat16 logits under mixed precision give the same loss as float32.
-    """
+def _check_shapes(input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """``input`` BNH[WD]; ``target`` and ``mask`` B1H[WD] or BNH[WD] with the same batch and spatial sizes."""
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and {type(target).__name__}.")
-    if input.shape != target.shape:
-        raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) from input ({tuple(input.shape)}).")
-    if input.ndim < 1 or input.shape[0] == 0:
-        raise ValueError(f"input must have a non-empty batch dimension, got shape {tuple(input.shape)}.")
-    dtype = _compute_dtype(input)
-    with torch.autocast(device_type=input.device.type, enabled=False):
-        delta = input.to(dtype) - target.to(dtype)
-        reduce_dims = tuple(range(1, input.ndim))
-        if mask is None:
-            count = torch.full((input.shape[0],), math.prod(input.shape[1:]), dtype=dtype, device=input.device)
-        else:
-            mask = mask.to(torch.bool).expand_as(delta)
-            delta = torch.where(mask, delta, torch.zeros((), dtype=dtype, device=delta.device))
-            count = mask.sum(dim=reduce_dims).to(dtype)
-        sum_sq = delta.square().sum(dim=reduce_dims)
-    return _loss_from_sums(sum_sq, count, log_nu, log_precision, normalize, epsilon, reduction, mean_weight_cap)
-
-
-def _loss_from_sums(
-    sum_sq: torch.Tensor,
-    count: torch.Tensor,
-    log_nu: torch.Tensor,
-    log_precision: float | torch.Tensor,
-    normalize: bool,
-    epsilon: float,
-    reduction: LossReduction | str,
-    mean_weight_cap: float | None = None,
-) -> torch.Tensor:
-    """(B,) sufficient statistics -> the reduced loss: NLL, optionally / D_b and / the capped mean weight, then
-    the batch reduction."""
-    from monai.utils import LossReduction
-
-    nll = t_nll_from_sums(sum_sq, count, log_nu, log_precision, epsilon)
-    if normalize:
-        nll = nll / count.clamp(min=1).to(nll.dtype)
-    if mean_weight_cap is not None:
-        valid = count > 0
-        if valid.any():
-            mean_weight = t_weights_from_sums(sum_sq, count, log_nu, log_precision, epsilon)[valid].mean()
-            nll = nll / torch.clamp(mean_weight / mean_weight_cap, min=1.0).to(nll.dtype)
-    reduction = LossReduction(reduction)
-    if reduction == LossReduction.MEAN:
-        return nll.mean()
-    if reduction == LossReduction.SUM:
-        return nll.sum()
-    return nll
-
-
-def _label_residual_(prob: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None, first_channel: int) -> torch.Tensor:
-    """In place: softmax probabilities (B, N, ...) -> residuals p - onehot(labels), zero outside the loss.
-
-    Channels below ``first_channel`` and elements where ``valid`` is False are set to 0, so they add nothing to
-    the residual sum. ``labels`` is a (B, 1, ...) label map; ``valid`` a (B, 1, ...) bool map or None.
-    """
-    prob[:, :first_channel] = 0
-    for c in range(first_channel, prob.shape[1]):
-        prob[:, c].sub_((labels[:, 0] == c).to(torch.uint8))
-    if valid is not None:
-        prob.mul_(valid)
-    return prob
-
-
-class _SoftmaxLabelSumSq(torch.autograd.Function):
-    """Per-sample sum of (softmax(x) - onehot(y))^2 over the included channels and valid elements, fused.
-
-    Equal to the generic path (softmax, one-hot, slice, subtract, square, sum) but saves only the logits for
-    backward and recomputes the probabilities there, so neither probabilities nor one-hot targets stay alive
-    between forward and backward: the loss then costs about as much memory as softmax(x).sum() itself.
-    Backward: dL/dp = 2 g_b delta, and the softmax Jacobian gives dL/dx = p * (dL/dp - sum_c p_c dL/dp_c).
-    """
-
-    @staticmethod
-    def forward(ctx, logits, labels, valid, first_channel: int):  # type: ignore[override]
-        residual = _label_residual_(torch.softmax(logits.to(_compute_dtype(logits)), 1), labels, valid, first_channel)
-        ctx.save_for_backward(logits, labels, valid)
-        ctx.first_channel = first_channel
-        return residual.square_().sum(dim=tuple(range(1, logits.ndim)))
-
-    @staticmethod
-    def backward(ctx, grad_sum_sq):  # type: ignore[override]
-        logits, labels, valid = ctx.saved_tensors
-        prob = torch.softmax(logits.to(_compute_dtype(logits)), 1)
-        grad_prob = _label_residual_(prob.clone(), labels, valid, ctx.first_channel)
-        grad_prob.mul_((2 * grad_sum_sq).view(-1, *([1] * (logits.ndim - 1))))
-        # sum_c p_c g_c accumulated channel by channel: no (B, N, ...) temporary at the memory peak.
-        dot = torch.zeros_like(prob[:, :1])
-        for c in range(prob.shape[1]):
-            dot.addcmul_(prob[:, c : c + 1], grad_prob[:, c : c + 1])
-        grad_prob.sub_(dot).mul_(prob)
-        return grad_prob.to(logits.dtype), None, None, None
+    if input.ndim < 3:
+        raise ValueError(f"input must have shape BNH[WD] (at least 3 dimensions), got {tuple(input.shape)}.")
+    if target.ndim != input.ndim or target.shape[0] != input.shape[0] or target.shape[2:] != input.shape[2:]:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: expected "
+            "B1H[WD] or BNH[WD] with the same batch and spatial sizes."
+        )
+    if mask is not None and (mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match input shape {tuple(input.shape)}.")
 
 
 class TLoss(_Loss):
@@ -295,12 +125,13 @@ class TLoss(_Loss):
             epsilon: floor added to nu, nu = exp(log_nu) + epsilon.
             mean_weight_cap: c > 0 caps the growth of the step: every term is divided by the detached
                 max(1, mean_b w_b / c), w_b = (nu + D_b) / (nu + S_b) ~ 1 / MSE_b, so once the batch's mean
-                weight exceeds c only the weights' ratios act (see the module docstring; the value is then a
-                scaled NLL). 1 keeps only the ratios from the start; None (default) is the plain T-Loss.
+                weight exceeds c only the weights' ratios act (see :mod:`tloss_nnunet.functional`; the value
+                is then a scaled NLL). 1 keeps only the ratios from the start; None (default): no cap.
 
         Raises:
             TypeError: when ``other_act`` is not None and not callable.
-            ValueError: when more than one activation is requested, or nu_init/epsilon/log_precision are invalid.
+            ValueError: when more than one activation is requested, or nu_init/epsilon/log_precision/
+                mean_weight_cap are invalid.
         """
         from monai.utils import LossReduction
 
@@ -364,87 +195,71 @@ class TLoss(_Loss):
             TypeError: when input/target are not tensors.
             ValueError: when shapes are incompatible.
         """
-        if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
-            raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and {type(target).__name__}.")
-        if input.ndim < 3:
-            raise ValueError(f"input must have shape BNH[WD] (at least 3 dimensions), got {tuple(input.shape)}.")
-        if target.ndim != input.ndim or target.shape[0] != input.shape[0] or target.shape[2:] != input.shape[2:]:
-            raise ValueError(
-                f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: expected "
-                "B1H[WD] or BNH[WD] with the same batch and spatial sizes."
-            )
-        if mask is not None and (mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]):
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match input shape {tuple(input.shape)}.")
-
-        from monai.metrics.utils import create_ignore_mask
-        from monai.networks import one_hot
-
+        _check_shapes(input, target, mask)
         n_pred_ch = input.shape[1]
         if self.softmax and self.to_onehot_y and n_pred_ch > 1 and target.shape[1] == 1 and (mask is None or mask.shape[1] == 1):
             return self._softmax_label_map_forward(input, target, mask)
 
         # Activations in float32+ (not in float16 under autocast) so the residuals are accurate.
         with torch.autocast(device_type=input.device.type, enabled=False):
-            input = input.to(_compute_dtype(input))
-            if self.sigmoid:
-                input = torch.sigmoid(input)
-            if self.softmax:
-                if n_pred_ch == 1:
-                    warnings.warn("single channel prediction, `softmax=True` ignored.", stacklevel=2)
-                else:
-                    input = torch.softmax(input, 1)
-            if self.other_act is not None:
-                input = self.other_act(input)
-
-            valid = create_ignore_mask(target, self.ignore_index)
-            if self.to_onehot_y:
-                if n_pred_ch == 1:
-                    warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", stacklevel=2)
-                else:
-                    if target.shape[1] != 1:
-                        raise ValueError(f"to_onehot_y=True needs a B1H[WD] label map, got target shape {tuple(target.shape)}.")
-                    if valid is not None:
-                        # ignored labels may lie outside [0, N): map them to 0 so one_hot is defined; masked below.
-                        target = torch.where(valid.bool(), target, torch.zeros_like(target))
-                    target = one_hot(target, num_classes=n_pred_ch)
-            if mask is not None:
-                valid = mask.bool() if valid is None else valid.bool() & mask.bool()
-
-            if not self.include_background:
-                if n_pred_ch == 1:
-                    warnings.warn("single channel prediction, `include_background=False` ignored.", stacklevel=2)
-                else:
-                    input = input[:, 1:]
-                    target = target[:, 1:]
-                    if valid is not None and valid.shape[1] == n_pred_ch:
-                        valid = valid[:, 1:]
-
+            input = self._activate(input.to(compute_dtype(input)))
+            ignored = valid_elements(target, self.ignore_index)
+            target = self._one_hot_target(target, ignored, n_pred_ch)
+            valid = combine_masks(ignored, mask)
+            input, target, valid = self._drop_background(input, target, valid)
             if target.shape != input.shape:
                 raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) from input ({tuple(input.shape)}).")
             if valid is not None and valid.shape[1] not in (1, input.shape[1]):
                 raise ValueError(f"mask has {valid.shape[1]} channels; expected 1 or {input.shape[1]}.")
+            return t_loss(input, target, self.log_nu, valid, log_precision=self.log_precision,
+                          normalize=self.normalize, epsilon=self.epsilon, reduction=self.reduction,
+                          mean_weight_cap=self.mean_weight_cap)
 
-            return t_loss(
-                input,
-                target,
-                self.log_nu,
-                valid,
-                log_precision=self.log_precision,
-                normalize=self.normalize,
-                epsilon=self.epsilon,
-                reduction=self.reduction,
-                mean_weight_cap=self.mean_weight_cap,
-            )
+    def _activate(self, input: torch.Tensor) -> torch.Tensor:
+        """The requested activation (sigmoid, softmax over channels, or ``other_act``) of ``BNH[WD]`` logits."""
+        if self.sigmoid:
+            input = torch.sigmoid(input)
+        if self.softmax:
+            if input.shape[1] == 1:
+                warnings.warn("single channel prediction, `softmax=True` ignored.", stacklevel=3)
+            else:
+                input = torch.softmax(input, 1)
+        if self.other_act is not None:
+            input = self.other_act(input)
+        return input
+
+    def _one_hot_target(self, target: torch.Tensor, valid: torch.Tensor | None, n_pred_ch: int) -> torch.Tensor:
+        """``B1H[WD]`` label map -> ``BNH[WD]`` one-hot when ``to_onehot_y``; other targets pass unchanged."""
+        if not self.to_onehot_y:
+            return target
+        if n_pred_ch == 1:
+            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", stacklevel=3)
+            return target
+        if target.shape[1] != 1:
+            raise ValueError(f"to_onehot_y=True needs a B1H[WD] label map, got target shape {tuple(target.shape)}.")
+        from monai.networks import one_hot
+
+        if valid is not None:
+            # ignored labels may lie outside [0, N): map them to 0 so one_hot is defined; they are masked.
+            target = torch.where(valid, target, torch.zeros_like(target))
+        return one_hot(target, num_classes=n_pred_ch)
+
+    def _drop_background(self, input: torch.Tensor, target: torch.Tensor,
+                         valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Without ``include_background``: channel 0 leaves input, target and (an N-channel) mask."""
+        n_pred_ch = input.shape[1]
+        if self.include_background:
+            return input, target, valid
+        if n_pred_ch == 1:
+            warnings.warn("single channel prediction, `include_background=False` ignored.", stacklevel=3)
+            return input, target, valid
+        if valid is not None and valid.shape[1] == n_pred_ch:
+            valid = valid[:, 1:]
+        return input[:, 1:], target[:, 1:], valid
 
     def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax + one-hot label map (nnU-Net's and MONAI's usual case) through the fused, memory-lean path."""
-        from monai.metrics.utils import create_ignore_mask
-
-        valid = create_ignore_mask(labels, self.ignore_index)
-        if valid is not None:
-            valid = valid.bool()
-        if mask is not None:
-            valid = mask.bool() if valid is None else valid & mask.bool()
+        valid = valid_elements(labels, self.ignore_index, mask)
         # A label outside [0, N) would silently count as "no class" here (the one-hot path raises): refuse it.
         out_of_range = (labels < 0) | (labels >= logits.shape[1])
         if valid is not None:
@@ -456,14 +271,14 @@ class TLoss(_Loss):
             )
         first_channel = 0 if self.include_background else 1
         n_included = logits.shape[1] - first_channel
-        dtype = _compute_dtype(logits)
+        dtype = compute_dtype(logits)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            sum_sq = _SoftmaxLabelSumSq.apply(logits, labels, valid, first_channel)
+            sum_sq = SoftmaxLabelSumSq.apply(logits, labels, valid, first_channel)
             if valid is None:
                 count = torch.full_like(sum_sq, math.prod(logits.shape[2:]) * n_included, dtype=dtype)
             else:
                 count = valid.sum(dim=tuple(range(1, valid.ndim))).to(dtype) * n_included
-            return _loss_from_sums(
+            return loss_from_sums(
                 sum_sq, count, self.log_nu, self.log_precision, self.normalize, self.epsilon, self.reduction,
                 self.mean_weight_cap,
             )

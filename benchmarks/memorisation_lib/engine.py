@@ -75,7 +75,7 @@ def prepare(work_dir: Path, config: MemoConfig) -> dict[str, Path]:
     Every run builds its trainer on the clean dataset's plans and preprocessed folder (the noisy members share
     its images; the labels a run trains on come from the arrays of :class:`SettingData`).
     """
-    from tloss_nnunet.nnunet.inprocess import plan_and_preprocess
+    from tloss_nnunet.repro.inprocess import plan_and_preprocess
 
     family = prepare_family(Path(work_dir), config, verify=False)
     clean_id, _ = family.dataset("clean")
@@ -178,7 +178,7 @@ def run(arm: str, setting: str, seed: int, data: SettingData, config: MemoConfig
     """
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-    from tloss_nnunet.nnunet.inprocess import make_trainer
+    from tloss_nnunet.repro.inprocess import make_trainer
 
     start = time.perf_counter()
     alpha, beta = parse_setting(setting)

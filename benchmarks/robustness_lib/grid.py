@@ -56,7 +56,7 @@ class StudyConfig:
     SGD(lr ``lr``, momentum 0.99, Nesterov, weight decay 3e-5) with nnU-Net's poly decay for the network,
     Adam(``nu_lr``) for the T-Loss's nu; random flips and 90-degree rotations.
     nnunet engine: nnU-Net 2D with the trainers of schedule ``nnunet_schedule``
-    (see ``tloss_nnunet.nnunet.baseline_trainers.STUDY_TRAINERS``).
+    (see ``tloss_nnunet.repro.study_trainers.STUDY_TRAINERS``).
     """
 
     name: str

@@ -15,7 +15,7 @@ from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from tloss_nnunet import TLoss
-from tloss_nnunet.baselines import GeneralizedCrossEntropyLoss
+from tloss_nnunet.repro.baselines import GeneralizedCrossEntropyLoss
 from tloss_nnunet.errors import InputError
 
 from .grid import LOSSES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tloss_nnunet.pipeline import pooled_dice
+from tloss_nnunet.repro.pipeline import pooled_dice
 
 
 def dice_per_case(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:

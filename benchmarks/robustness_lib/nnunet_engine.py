@@ -1,13 +1,13 @@
 """The nnU-Net engine: one run = nnU-Net's own commands on one dataset of the family.
 
-The commands are run through :mod:`tloss_nnunet.pipeline` (its environment, resumable steps and logs).
-Per dataset (once): :func:`~tloss_nnunet.pipeline.plan_and_preprocess` (``nnUNetv2_plan_and_preprocess -d ID
+The commands are run through :mod:`tloss_nnunet.repro.pipeline` (its environment, resumable steps and logs).
+Per dataset (once): :func:`~tloss_nnunet.repro.pipeline.plan_and_preprocess` (``nnUNetv2_plan_and_preprocess -d ID
 -c 2d``) and the converter's ``splits_final.json`` (fold 0 = train on the training cases, validate on the
-clean validation cases) copied into ``nnUNet_preprocessed``. Per run: :func:`~tloss_nnunet.pipeline.train`
-(``nnUNetv2_train ID 2d 0 -tr <trainer>``), :func:`~tloss_nnunet.pipeline.predict` on ``imagesTs`` and
-:func:`~tloss_nnunet.pipeline.evaluate` (``nnUNetv2_evaluate_folder``) against the clean ``labelsTs``. The
-trainer per loss and schedule comes from ``tloss_nnunet.nnunet.baseline_trainers.STUDY_TRAINERS``; nnU-Net
-finds the baseline trainers through the package's own ``nnUNet_extTrainer`` shim. Each command's output goes
+clean validation cases) copied into ``nnUNet_preprocessed``. Per run: :func:`~tloss_nnunet.repro.pipeline.train`
+(``nnUNetv2_train ID 2d 0 -tr <trainer>``), :func:`~tloss_nnunet.repro.pipeline.predict` on ``imagesTs`` and
+:func:`~tloss_nnunet.repro.pipeline.evaluate` (``nnUNetv2_evaluate_folder``) against the clean ``labelsTs``. The
+trainer per loss and schedule comes from ``tloss_nnunet.repro.study_trainers.STUDY_TRAINERS``; nnU-Net
+finds the baseline trainers through the reproduction kit's ``nnUNet_extTrainer`` shim. Each command's output goes
 to a log file under ``<work_dir>/logs``.
 
 Seeds: nnU-Net does not seed its training, so "seed" k is the k-th independent repetition; each one gets
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from tloss_nnunet import pipeline
+from tloss_nnunet.repro import pipeline
 from tloss_nnunet.converters.publish import install_splits
-from tloss_nnunet.nnunet.baseline_trainers import STUDY_TRAINERS
+from tloss_nnunet.repro.study_trainers import STUDY_TRAINERS
 
 from .data import Family
 from .grid import StudyConfig, parse_setting

@@ -5,7 +5,7 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss            # subclass it for your own variants
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss_5epochs, nnUNetTrainerTLoss_50epochs
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss_tiny, nnUNetTrainerTLoss_nuPlateau
-    from tloss_nnunet.nnunet import nnUNetTrainerDiceCE_tiny, NnUNetTLoss, ext_trainer_path
+    from tloss_nnunet.nnunet import NnUNetTLoss, ext_trainer_path
 
 ``nnUNetv2_train -tr nnUNetTrainerTLoss`` finds the trainers through ``nnUNet_extTrainer`` set to
 ``tloss-nnunet ext-path`` (see :func:`ext_trainer_path`).
@@ -13,8 +13,9 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from tloss_nnunet.lazy import lazy_attributes
 
 __all__ = [
     "nnUNetTrainerTLoss",
@@ -22,7 +23,6 @@ __all__ = [
     "nnUNetTrainerTLoss_50epochs",
     "nnUNetTrainerTLoss_tiny",
     "nnUNetTrainerTLoss_nuPlateau",
-    "nnUNetTrainerDiceCE_tiny",
     "NnUNetTLoss",
     "ext_trainer_path",
 ]
@@ -33,7 +33,6 @@ _LAZY = {
     "nnUNetTrainerTLoss_50epochs": "tloss_nnunet.nnunet.variants",
     "nnUNetTrainerTLoss_tiny": "tloss_nnunet.nnunet.variants",
     "nnUNetTrainerTLoss_nuPlateau": "tloss_nnunet.nnunet.variants",
-    "nnUNetTrainerDiceCE_tiny": "tloss_nnunet.nnunet.variants",
     "NnUNetTLoss": "tloss_nnunet.nnunet.loss_adapter",
 }
 
@@ -43,11 +42,4 @@ def ext_trainer_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trainer")
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -13,25 +13,32 @@ loss, not the T-Loss. Keep the original folder for further training.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
-import json
+import io
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
+from tloss_nnunet.atomic import staging_folder, swap_into, write_json
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
 
 __all__ = ["ExportResult", "export_stock_model", "STOCK_TRAINER", "KNOWN_TLOSS_TRAINERS"]
 
 STOCK_TRAINER = "nnUNetTrainer"
-# Trainers of this package: all keep nnU-Net's default network, which is what makes the export valid.
+# The library's trainers: all keep nnU-Net's default network, which is what makes the export valid. Other
+# T-Loss trainers (the reproduction kit's demo trainer, a user's variant) are accepted when nnU-Net's own
+# lookup finds them as such (see _keeps_default_network).
 KNOWN_TLOSS_TRAINERS = frozenset({
     "nnUNetTrainerTLoss", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau", "nnUNetTrainerTLoss_demo",
+    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau", "nnUNetTrainerTLoss_absolute",
+    "nnUNetTrainerTLoss_relative", "nnUNetTrainerTLoss_cap20", "nnUNetTrainerTLoss_cap100",
+    "nnUNetTrainerTLoss_Adam1en3",
 })
 FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 REQUIRED_FILES = ("plans.json", "dataset.json")
@@ -58,21 +65,39 @@ def _find_checkpoints(model_folder: str) -> list[str]:
     return sorted(glob.glob(os.path.join(model_folder, "fold_*", "checkpoint_*.pth")))
 
 
+@functools.lru_cache(maxsize=None)
+def _keeps_default_network(trainer_name: str) -> bool:
+    """True when nnU-Net finds ``trainer_name`` (in nnunetv2 and ``nnUNet_extTrainer``) as a subclass of
+    ``nnUNetTrainerTLoss`` that builds nnU-Net's default network."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the lookup narrates its search
+            trainer_class = recursive_find_trainer_class_by_name(trainer_name)
+    except RuntimeError:  # not found anywhere
+        return False
+    return (issubclass(trainer_class, nnUNetTrainerTLoss)
+            and trainer_class.build_network_architecture is nnUNetTrainer.build_network_architecture)
+
+
 def _stock_checkpoint(checkpoint: dict, path: str, force: bool) -> tuple[dict, dict]:
     """Return (rewritten checkpoint, provenance entry) for one loaded checkpoint."""
     missing = [k for k in ("network_weights", "trainer_name", "init_args") if k not in checkpoint]
     if missing:
         raise InputError(f"{path}: not an nnU-Net v2 checkpoint (missing {missing}).")
     trainer = checkpoint["trainer_name"]
-    if trainer not in KNOWN_TLOSS_TRAINERS and not force:
+    if trainer not in KNOWN_TLOSS_TRAINERS and not force and not _keeps_default_network(trainer):
         raise InputError(f"{path}: trained with '{trainer}', not one of this package's trainers; the export is only "
                          f"valid if that trainer uses nnU-Net's default network. Pass --force if it does.")
     stock = dict(checkpoint)
     stock["trainer_name"] = STOCK_TRAINER
-    tloss_state = stock.pop("tloss_state", None)
+    tloss_state = stock.pop(TLOSS_STATE_KEY, None)
     if isinstance(stock.get("logging"), dict):
-        stock["logging"] = {k: v for k, v in stock["logging"].items() if k != "nu"}
-    provenance = {"trainer_name": trainer, "nu": None if tloss_state is None else tloss_state.get("nu"),
+        stock["logging"] = {k: v for k, v in stock["logging"].items() if k != NU_KEY}
+    provenance = {"trainer_name": trainer, "nu": None if tloss_state is None else tloss_state.get(NU_KEY),
                   "current_epoch": checkpoint.get("current_epoch")}
     return stock, provenance
 
@@ -90,8 +115,8 @@ def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = 
         force: accept checkpoints from trainers not defined in this package.
         progress: show a progress bar over the checkpoints.
 
-    The export is assembled in a temporary folder next to the target and renamed into place at the end, so
-    a failure never leaves a half-written model folder.
+    The export is assembled in a staging folder next to the target and swapped into place at the end
+    (:mod:`tloss_nnunet.atomic`), so a failure never leaves a half-written model folder.
 
     Raises:
         InputError: missing or malformed input, or an existing output without ``overwrite``.
@@ -115,8 +140,7 @@ def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = 
         raise InputError(f"'{target}' exists; pass --overwrite to replace it.")
     os.makedirs(output_parent, exist_ok=True)
 
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=output_parent)
-    try:
+    with staging_folder(output_parent, f"{os.path.basename(target)}.tmp") as staging:
         for name in FOLDER_FILES:
             source = os.path.join(model_folder, name)
             if os.path.isfile(source):
@@ -131,17 +155,8 @@ def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = 
             os.makedirs(os.path.dirname(destination), exist_ok=True)
             torch.save(stock, destination)
             written.append(relative)
-        with open(os.path.join(staging, PROVENANCE_FILE), "w") as f:
-            json.dump({"source_folder": model_folder, "source_trainer": trainer, "exported_as": STOCK_TRAINER,
-                       "checkpoints": provenance}, f, indent=2)
-        if os.path.exists(target):
-            trash = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=output_parent)
-            os.replace(target, os.path.join(trash, "old"))
-            os.replace(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_json(os.path.join(staging, PROVENANCE_FILE),
+                   {"source_folder": model_folder, "source_trainer": trainer, "exported_as": STOCK_TRAINER,
+                    "checkpoints": provenance})
+        swap_into(staging, target)
     return ExportResult(output_folder=target, checkpoints=tuple(written), source_trainer=trainer)

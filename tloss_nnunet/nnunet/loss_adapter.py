@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tloss_nnunet.loss import TLoss
+from tloss_nnunet.loss import TLoss, valid_elements
 
 __all__ = ["NnUNetTLoss", "build_tloss_for_nnunet", "deep_supervision_weights"]
 
@@ -78,12 +78,8 @@ class NnUNetTLoss(nn.Module):
                 mask = ~target[:, -1:].bool()
                 target = target[:, :-1]
             return self.tloss(logits, target, mask)
-        mask = None
-        if self.ignore_label is not None:
-            mask = target != self.ignore_label
-            # The ignore value may lie outside [0, C): give those pixels any valid class; they are masked out.
-            target = torch.where(mask, target, torch.zeros_like(target))
-        return self.tloss(logits, target, mask)
+        # Label maps: the TLoss's own ignore rule, as an explicit mask (the module's ignore_index stays its own).
+        return self.tloss(logits, target, valid_elements(target, self.ignore_label))
 
     def extra_repr(self) -> str:
         return f"has_regions={self.has_regions}, ignore_label={self.ignore_label}"

@@ -12,19 +12,14 @@ import io
 import math
 import os
 
-import matplotlib
+import numpy as np
+from nnunetv2.training.logging.nnunet_logger import LocalLogger
+from PIL import Image
 
-matplotlib.use("agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-import numpy as np  # noqa: E402
-from nnunetv2.training.logging.nnunet_logger import LocalLogger  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tloss_nnunet.atomic import atomic_target  # noqa: E402
+from tloss_nnunet.atomic import atomic_target
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY
 
 __all__ = ["NU_KEY", "NuLocalLogger", "ensure_logging_key", "append_panel_below"]
-
-NU_KEY = "nu"
 
 
 def ensure_logging_key(logging: dict, key: str) -> int:
@@ -46,6 +41,12 @@ def append_panel_below(png_path: str, x: list[int], y: list[float], ylabel: str,
 
     The result replaces ``png_path`` atomically (written to a temporary file in the same folder first).
     """
+    # matplotlib is imported here, not with the module: nnU-Net imports the trainer for every -tr lookup.
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
     with Image.open(png_path) as image:
         base = image.convert("RGB")
     dpi = 100

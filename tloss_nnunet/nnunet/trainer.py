@@ -27,14 +27,13 @@ from torch._dynamo import OptimizedModule
 
 from tloss_nnunet.loss import TLoss
 from tloss_nnunet.atomic import atomic_target
+from tloss_nnunet.nnunet.checkpoint_keys import TLOSS_STATE_KEY
 from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss, build_tloss_for_nnunet, deep_supervision_weights
 from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler, plateau_statistic
 from tloss_nnunet.nnunet.optimization import backward_and_step, build_nu_optimizer
 from tloss_nnunet.nnunet.progress import NU_KEY, NuLocalLogger, ensure_logging_key
 
 __all__ = ["nnUNetTrainerTLoss", "TLOSS_STATE_KEY"]
-
-TLOSS_STATE_KEY = "tloss_state"
 
 
 class nnUNetTrainerTLoss(nnUNetTrainer):
@@ -146,7 +145,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
         state = {
             "loss": {k: v.detach().cpu().clone() for k, v in self.tloss.state_dict().items()},
             "nu_optimizer": self.nu_optimizer.state_dict(),
-            "nu": self.tloss.nu,
+            NU_KEY: self.tloss.nu,
         }
         if isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
             state["lr_factor"] = self.lr_scheduler.factor

@@ -1,79 +1,49 @@
 """Schedule and option variants of :class:`nnUNetTrainerTLoss`, named the way nnU-Net names its own.
 
-``-tr`` matches the class name only, so every variant is a small subclass that changes attributes after
-``super().__init__`` (whose signature must be spelled out: nnU-Net records its init args from it).
+``-tr`` matches the class name only, so every variant is a small subclass: a schedule from
+:mod:`tloss_nnunet.nnunet.schedules` (whose decorator spells out the ``__init__`` signature nnU-Net records) or
+a changed class attribute.
 
 * ``nnUNetTrainerTLoss_5epochs``, ``nnUNetTrainerTLoss_50epochs``: short schedules (nnU-Net's
   ``nnUNetTrainer_5epochs`` / ``nnUNetTrainer_50epochs`` are the stock-loss twins).
-* ``nnUNetTrainerTLoss_tiny``: 2 epochs x 4 iterations, 2 validation iterations, for tests and CPU smoke runs;
-  ``nnUNetTrainerDiceCE_tiny`` is the same schedule with nnU-Net's stock Dice+CE loss, for fair comparisons.
-* ``nnUNetTrainerTLoss_nuPlateau``: the reference's network-lr drop when nu plateaus, on the default schedule.
+* ``nnUNetTrainerTLoss_tiny``: 2 epochs x 4 iterations, 2 validation iterations, for tests and CPU smoke runs
+  (its stock-loss twin ``nnUNetTrainerDiceCE_tiny`` belongs to the reproduction kit, :mod:`tloss_nnunet.repro`).
+* Recipes compared by the memorisation study (``benchmarks/memorisation.py``): ``_absolute`` (the plain T-Loss,
+  no cap on the step's growth), ``_relative`` / ``_cap20`` / ``_cap100`` (``mean_weight_cap`` 1 / 20 / 100),
+  ``_nuPlateau`` (the plain T-Loss plus the reference's network-lr drop when log nu plateaus) and
+  ``_Adam1en3`` (the plain T-Loss with nnU-Net's ``nnUNetTrainerVanillaAdam1en3`` optimiser).
 """
 
 from __future__ import annotations
 
-import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.optimizer.nnUNetTrainerAdam import nnUNetTrainerVanillaAdam1en3
 
+from tloss_nnunet.nnunet.schedules import FIFTY_EPOCHS, FIVE_EPOCHS, TINY, on_schedule
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 
 __all__ = [
     "nnUNetTrainerTLoss_5epochs",
     "nnUNetTrainerTLoss_50epochs",
     "nnUNetTrainerTLoss_tiny",
-    "nnUNetTrainerTLoss_nuPlateau",
-    "nnUNetTrainerDiceCE_tiny",
     "nnUNetTrainerTLoss_absolute",
     "nnUNetTrainerTLoss_relative",
     "nnUNetTrainerTLoss_cap20",
     "nnUNetTrainerTLoss_cap100",
+    "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerTLoss_Adam1en3",
 ]
 
-TINY_EPOCHS = 2
-TINY_ITERATIONS = 4
-TINY_VAL_ITERATIONS = 2
+
+@on_schedule(FIVE_EPOCHS)
+class nnUNetTrainerTLoss_5epochs(nnUNetTrainerTLoss): ...
 
 
-def apply_tiny_schedule(trainer: nnUNetTrainer) -> None:
-    """Set the ``_tiny`` schedule (tests, CPU smoke runs) on a trainer, after its ``__init__``."""
-    trainer.num_epochs = TINY_EPOCHS
-    trainer.num_iterations_per_epoch = TINY_ITERATIONS
-    trainer.num_val_iterations_per_epoch = TINY_VAL_ITERATIONS
+@on_schedule(FIFTY_EPOCHS)
+class nnUNetTrainerTLoss_50epochs(nnUNetTrainerTLoss): ...
 
 
-class nnUNetTrainerTLoss_5epochs(nnUNetTrainerTLoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
-
-
-class nnUNetTrainerTLoss_50epochs(nnUNetTrainerTLoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-
-
-class nnUNetTrainerTLoss_tiny(nnUNetTrainerTLoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_tiny_schedule(self)
-
-
-class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
-    """nnU-Net's stock trainer (Dice + CE loss) on the ``_tiny`` schedule."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_tiny_schedule(self)
-
-
-
+@on_schedule(TINY)
+class nnUNetTrainerTLoss_tiny(nnUNetTrainerTLoss): ...
 
 
 class nnUNetTrainerTLoss_absolute(nnUNetTrainerTLoss):

@@ -11,7 +11,7 @@ validation iterations per epoch (at least 2: the pseudo-Dice curve needs some). 
 (plans, augmentation, network, optimiser, poly lr schedule over the shortened run) is unchanged.
 
 The environment variables ``TLOSS_DEMO_EPOCHS`` / ``TLOSS_DEMO_ITERATIONS`` override the two numbers,
-which is how ``python -m tloss_nnunet.demo --epochs E --iterations I`` passes a custom schedule to
+which is how ``python -m tloss_nnunet.repro.demo --epochs E --iterations I`` passes a custom schedule to
 ``nnUNetv2_train`` (a separate process). They are read when the trainer is built; the demo keeps
 each schedule's results in its own ``nnUNet_results`` folder so that schedules never mix.
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 
-import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from tloss_nnunet.nnunet.schedules import Schedule, apply_schedule, on_schedule
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 
 __all__ = [
@@ -54,30 +54,22 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
-def demo_schedule() -> tuple[int, int, int]:
+def demo_schedule() -> Schedule:
     """``(epochs, iterations per epoch, validation iterations per epoch)`` from the environment or defaults."""
     epochs = _positive_int(EPOCHS_VARIABLE, DEMO_EPOCHS)
     iterations = _positive_int(ITERATIONS_VARIABLE, DEMO_ITERATIONS)
-    return epochs, iterations, max(2, iterations // 4)
+    return Schedule(epochs, iterations, max(2, iterations // 4))
 
 
-def _apply_demo_schedule(trainer: nnUNetTrainer) -> None:
-    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = demo_schedule()
+def _apply_demo_schedule(trainer: object) -> None:
+    apply_schedule(trainer, demo_schedule())
 
 
+@on_schedule(demo_schedule)
 class nnUNetTrainerTLoss_demo(nnUNetTrainerTLoss):
     """The T-Loss trainer on the demo schedule (see the module docstring)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _apply_demo_schedule(self)
 
-
+@on_schedule(demo_schedule)
 class nnUNetTrainer_demo(nnUNetTrainer):
     """nnU-Net's stock trainer (Dice + CE) on the demo schedule: the T-Loss trainer's fair twin."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _apply_demo_schedule(self)

@@ -1,4 +1,4 @@
-"""nnU-Net trainers for the robustness study's baselines, on the study's schedules.
+"""nnU-Net trainers for the robustness study's baselines, on the study's schedules (reproduction kit).
 
 Every loss of the study must train on the same schedule, so each baseline exists in the two schedules the
 study uses, named as nnU-Net names its variants (``-tr`` matches class names only):
@@ -14,24 +14,25 @@ gce           nnUNetTrainerGCELoss            nnUNetTrainerGCELoss_50epochs   nn
 ============  ==============================  ==============================  ==============================
 
 The T-Loss, Dice+CE, CE and Dice classes of the first two columns are nnU-Net's own or the T-Loss trainer's
-(:mod:`tloss_nnunet.nnunet.variants`); this module adds the GCE trainer and the missing schedule twins.
+(:mod:`tloss_nnunet.nnunet.variants`); this module adds the GCE trainer and the missing schedule twins
+(:func:`~tloss_nnunet.nnunet.schedules.on_schedule`), the stock Dice+CE ``_tiny`` twin included.
 :data:`STUDY_TRAINERS` is that table as a dict.
 """
 
 from __future__ import annotations
 
-import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import nnUNetTrainerCELoss
 from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import nnUNetTrainerDiceLoss
 
-from tloss_nnunet.baselines import GeneralizedCrossEntropyLoss
 from tloss_nnunet.nnunet.loss_adapter import deep_supervision_weights
-from tloss_nnunet.nnunet.variants import apply_tiny_schedule
+from tloss_nnunet.nnunet.schedules import FIFTY_EPOCHS, TINY, on_schedule
+from tloss_nnunet.repro.baselines import GeneralizedCrossEntropyLoss
 
-__all__ = [
-    "STUDY_TRAINERS",
+#: The classes this module defines, for the kit's nnU-Net shim.
+TRAINER_NAMES = (
+    "nnUNetTrainerDiceCE_tiny",
     "nnUNetTrainerGCELoss",
     "nnUNetTrainerGCELoss_50epochs",
     "nnUNetTrainerGCELoss_tiny",
@@ -39,7 +40,8 @@ __all__ = [
     "nnUNetTrainerCELoss_tiny",
     "nnUNetTrainerDiceLoss_50epochs",
     "nnUNetTrainerDiceLoss_tiny",
-]
+)
+__all__ = ["STUDY_TRAINERS", "TRAINER_NAMES", *TRAINER_NAMES]
 
 #: loss name -> schedule -> trainer class name (see the module docstring).
 STUDY_TRAINERS: dict[str, dict[str, str]] = {
@@ -54,8 +56,6 @@ STUDY_TRAINERS: dict[str, dict[str, str]] = {
     "gce": {"default": "nnUNetTrainerGCELoss", "50epochs": "nnUNetTrainerGCELoss_50epochs",
             "tiny": "nnUNetTrainerGCELoss_tiny"},
 }
-
-STUDY_EPOCHS = 50
 
 
 class nnUNetTrainerGCELoss(nnUNetTrainer):
@@ -78,43 +78,30 @@ class nnUNetTrainerGCELoss(nnUNetTrainer):
         return loss
 
 
-class nnUNetTrainerGCELoss_50epochs(nnUNetTrainerGCELoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = STUDY_EPOCHS
+@on_schedule(TINY)
+class nnUNetTrainerDiceCE_tiny(nnUNetTrainer):
+    """nnU-Net's stock trainer (Dice + CE loss) on the ``_tiny`` schedule: the T-Loss ``_tiny`` trainer's twin."""
 
 
-class nnUNetTrainerGCELoss_tiny(nnUNetTrainerGCELoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_tiny_schedule(self)
+@on_schedule(FIFTY_EPOCHS)
+class nnUNetTrainerGCELoss_50epochs(nnUNetTrainerGCELoss): ...
 
 
-class nnUNetTrainerCELoss_50epochs(nnUNetTrainerCELoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = STUDY_EPOCHS
+@on_schedule(TINY)
+class nnUNetTrainerGCELoss_tiny(nnUNetTrainerGCELoss): ...
 
 
-class nnUNetTrainerCELoss_tiny(nnUNetTrainerCELoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_tiny_schedule(self)
+@on_schedule(FIFTY_EPOCHS)
+class nnUNetTrainerCELoss_50epochs(nnUNetTrainerCELoss): ...
 
 
-class nnUNetTrainerDiceLoss_50epochs(nnUNetTrainerDiceLoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = STUDY_EPOCHS
+@on_schedule(TINY)
+class nnUNetTrainerCELoss_tiny(nnUNetTrainerCELoss): ...
 
 
-class nnUNetTrainerDiceLoss_tiny(nnUNetTrainerDiceLoss):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_tiny_schedule(self)
+@on_schedule(FIFTY_EPOCHS)
+class nnUNetTrainerDiceLoss_50epochs(nnUNetTrainerDiceLoss): ...
+
+
+@on_schedule(TINY)
+class nnUNetTrainerDiceLoss_tiny(nnUNetTrainerDiceLoss): ...

@@ -3,7 +3,7 @@
 Every step is the real command line (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``,
 ``nnUNetv2_predict``, ``nnUNetv2_evaluate_folder``) from the virtual environment this Python runs in,
 started with an environment from :func:`nnunet_env` (nnU-Net's three folders under the work folder,
-the T-Loss trainers findable through ``nnUNet_extTrainer``). Each command's output goes to a log
+the library's and the kit's trainers findable through ``nnUNet_extTrainer``). Each command's output goes to a log
 file; the console gets one line per step (and a progress bar over training epochs).
 
 Finished work is not redone, so a pipeline can simply be run again after an interruption:
@@ -32,14 +32,12 @@ import shutil
 import subprocess
 import sys
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
-
-from tloss_nnunet.nnunet import ext_trainer_path
-from tloss_nnunet.noise.parallel import default_workers
+# Re-exported: the pipeline's API is one module (``from tloss_nnunet.repro import pipeline``).
+from tloss_nnunet.repro.nnunet_env import nnunet_env
+from tloss_nnunet.repro.scores import Evaluation, evaluation_current, pooled_dice, read_segmentations, read_summary
 
 __all__ = [
     "Evaluation",
@@ -64,41 +62,6 @@ FINAL_CHECKPOINT = "checkpoint_final.pth"
 RESUMABLE_CHECKPOINTS = ("checkpoint_latest.pth", "checkpoint_best.pth")
 _EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 _TAIL_LINES = 40
-
-
-# ----------------------------------------------------------------------------- environment
-def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for the nnU-Net commands of one work folder.
-
-    A copy of ``base`` (default ``os.environ``) with:
-
-    * ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` = ``work_dir/nnUNet_raw`` etc. (created);
-    * ``nnUNet_extTrainer``: this package's trainer shim folder first, then any folders already listed;
-    * on ``device == "cpu"``: ``nnUNet_compile=0`` (torch.compile only pays off on long GPU runs);
-    * ``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` sized for this machine unless ``base`` sets them:
-      on a CPU with at most 2 cores augmentation runs in the training process (0: a background worker
-      would only compete with the network for the same cores), otherwise up to 4 workers (CPU) or 8 (GPU);
-      nnU-Net's other pools (preprocessing, export, evaluation) get 1 worker on <= 2 cores, else up to 8.
-    """
-    work_dir = Path(work_dir).resolve()
-    env = dict(os.environ if base is None else base)
-    for variable, folder in (("nnUNet_raw", "nnUNet_raw"), ("nnUNet_preprocessed", "nnUNet_preprocessed"),
-                             ("nnUNet_results", "nnUNet_results")):
-        (work_dir / folder).mkdir(parents=True, exist_ok=True)
-        env[variable] = str(work_dir / folder)
-    shim = ext_trainer_path()
-    others = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != shim]
-    env["nnUNet_extTrainer"] = os.pathsep.join([shim, *others])
-    cores = default_workers()
-    if device == "cpu":
-        env["nnUNet_compile"] = "0"
-        env.setdefault("nnUNet_n_proc_DA", "0" if cores <= 2 else str(min(4, cores // 2)))
-    else:
-        env.setdefault("nnUNet_n_proc_DA", str(max(1, min(8, cores - 1))))
-    # Every nnU-Net pool starts its workers with "spawn" (a fresh Python importing torch each): on 2 cores
-    # one worker does the demo-sized jobs sooner than two.
-    env.setdefault("nnUNet_def_n_proc", "1" if cores <= 2 else str(min(8, cores)))
-    return env
 
 
 def _executable(name: str, env: Mapping[str, str]) -> str:
@@ -287,75 +250,6 @@ def predict(input_dir: Path, output_dir: Path, dataset_id: int, trainer: str, en
 
 
 # ----------------------------------------------------------------------------- evaluation
-@dataclass
-class Evaluation:
-    """Test-set scores of one model for label 1 (the foreground).
-
-    Attributes:
-        per_case: ``{case id: Dice}`` from nnU-Net's ``summary.json`` (NaN when a case and its
-            prediction are both empty, as nnU-Net reports it).
-        dice_mean: mean of the per-case Dice values (nnU-Net's ``mean['1']['Dice']``, NaN-ignoring).
-        dice_pooled: the paper's metric, Dice over all test pixels pooled:
-            ``2 * sum_i TP_i / (sum_i |pred_i| + sum_i |gt_i|)``, computed from the files.
-        summary_path: the ``summary.json`` written by ``nnUNetv2_evaluate_folder``.
-    """
-
-    per_case: dict[str, float]
-    dice_mean: float
-    dice_pooled: float
-    summary_path: Path
-
-
-def pooled_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: int = 1) -> float:
-    """Dice of ``label`` over all ``(prediction, ground truth)`` pairs pooled into one set of pixels.
-
-    ``2 * sum TP / (sum |pred == label| + sum |gt == label|)``; NaN when the label is absent everywhere.
-    Arrays of one pair must have the same shape (any number of dimensions).
-    """
-    tp = predicted = reference = 0
-    for prediction, truth in pairs:
-        if prediction.shape != truth.shape:
-            raise ValueError(f"prediction shape {prediction.shape} != ground-truth shape {truth.shape}")
-        p, t = prediction == label, truth == label
-        tp += int(np.count_nonzero(p & t))
-        predicted += int(np.count_nonzero(p))
-        reference += int(np.count_nonzero(t))
-    return 2.0 * tp / (predicted + reference) if predicted + reference else float("nan")
-
-
-def read_summary(summary_path: Path, file_ending: str, label: int = 1) -> tuple[dict[str, float], float]:
-    """``(per-case Dice {case id: Dice}, mean Dice)`` of ``label`` from an nnU-Net ``summary.json``."""
-    summary = json.loads(Path(summary_path).read_text())
-    per_case: dict[str, float] = {}
-    for entry in summary["metric_per_case"]:
-        name = Path(entry["prediction_file"]).name
-        case_id = name[: -len(file_ending)] if name.endswith(file_ending) else name
-        value = entry["metrics"][str(label)]["Dice"]
-        per_case[case_id] = float("nan") if value is None else float(value)
-    mean = summary["mean"][str(label)]["Dice"]
-    return per_case, float("nan") if mean is None else float(mean)
-
-
-def _read_segmentations(gt_dir: Path, pred_dir: Path, case_ids: Sequence[str], dataset_json: dict,
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(prediction, ground truth)`` arrays per case, read with nnU-Net's reader for the dataset's format."""
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
-    ending = dataset_json["file_ending"]
-    first = str(gt_dir / f"{case_ids[0]}{ending}")
-    reader = determine_reader_writer_from_dataset_json(dataset_json, first, verbose=False)()
-    return [(reader.read_seg(str(pred_dir / f"{c}{ending}"))[0], reader.read_seg(str(gt_dir / f"{c}{ending}"))[0])
-            for c in case_ids]
-
-
-def evaluation_current(pred_dir: Path, file_ending: str = ".png") -> bool:
-    """True when ``pred_dir/summary.json`` exists and is newer than every prediction in ``pred_dir``."""
-    summary = Path(pred_dir) / "summary.json"
-    predictions = list(Path(pred_dir).glob(f"*{file_ending}"))
-    return summary.is_file() and bool(predictions) and all(
-        p.stat().st_mtime <= summary.stat().st_mtime for p in predictions)
-
-
 def evaluate(gt_dir: Path, pred_dir: Path, dataset_id: int, trainer: str, env: Mapping[str, str],
              configuration: str = "2d", log_file: Path | None = None) -> Evaluation:
     """``nnUNetv2_evaluate_folder GT PRED -djfile -pfile -o PRED/summary.json`` (the model's dataset.json
@@ -387,5 +281,5 @@ def evaluate(gt_dir: Path, pred_dir: Path, dataset_id: int, trainer: str, env: M
         finally:
             partial.unlink(missing_ok=True)
     per_case, mean = read_summary(summary, ending)
-    pooled = pooled_dice(_read_segmentations(gt_dir, pred_dir, case_ids, dataset_json))
+    pooled = pooled_dice(read_segmentations(gt_dir, pred_dir, case_ids, dataset_json))
     return Evaluation(per_case=per_case, dice_mean=mean, dice_pooled=pooled, summary_path=summary)

@@ -103,6 +103,6 @@ def write_synthetic_dataset(raw_root: str, dataset_id: int, kind: DatasetKind = 
         labels_json = {"background": 0, "blob": 1}
         extra = {}
     generate_dataset_json(folder, {0: "intensity"}, labels_json, num_train, ending, dataset_name=name,
-                          description=f"synthetic {kind} dataset written by tloss_nnunet.nnunet.synthetic",
+                          description=f"synthetic {kind} dataset written by tloss_nnunet.repro.synthetic_datasets",
                           license="CC0", converted_by="tloss-nnunet", **extra)
     return folder

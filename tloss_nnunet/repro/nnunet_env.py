@@ -1,0 +1,45 @@
+"""The environment of the stock nnU-Net commands for one work folder (folders, trainer search path, workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from tloss_nnunet.repro import trainer_search_path
+from tloss_nnunet.workers import default_workers
+
+__all__ = ["nnunet_env"]
+
+
+def nnunet_env(work_dir: Path, device: str = "cpu", base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for the nnU-Net commands of one work folder.
+
+    A copy of ``base`` (default ``os.environ``) with:
+
+    * ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` = ``work_dir/nnUNet_raw`` etc. (created);
+    * ``nnUNet_extTrainer``: the library's trainer shim folder, then the kit's (demo and study trainers), then
+      any folders already listed (:func:`~tloss_nnunet.repro.trainer_search_path`);
+    * on ``device == "cpu"``: ``nnUNet_compile=0`` (torch.compile only pays off on long GPU runs);
+    * ``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` sized for this machine unless ``base`` sets them:
+      on a CPU with at most 2 cores augmentation runs in the training process (0: a background worker
+      would only compete with the network for the same cores), otherwise up to 4 workers (CPU) or 8 (GPU);
+      nnU-Net's other pools (preprocessing, export, evaluation) get 1 worker on <= 2 cores, else up to 8.
+    """
+    work_dir = Path(work_dir).resolve()
+    env = dict(os.environ if base is None else base)
+    for variable, folder in (("nnUNet_raw", "nnUNet_raw"), ("nnUNet_preprocessed", "nnUNet_preprocessed"),
+                             ("nnUNet_results", "nnUNet_results")):
+        (work_dir / folder).mkdir(parents=True, exist_ok=True)
+        env[variable] = str(work_dir / folder)
+    env["nnUNet_extTrainer"] = trainer_search_path(env.get("nnUNet_extTrainer", ""))
+    cores = default_workers()
+    if device == "cpu":
+        env["nnUNet_compile"] = "0"
+        env.setdefault("nnUNet_n_proc_DA", "0" if cores <= 2 else str(min(4, cores // 2)))
+    else:
+        env.setdefault("nnUNet_n_proc_DA", str(max(1, min(8, cores - 1))))
+    # Every nnU-Net pool starts its workers with "spawn" (a fresh Python importing torch each): on 2 cores
+    # one worker does the demo-sized jobs sooner than two.
+    env.setdefault("nnUNet_def_n_proc", "1" if cores <= 2 else str(min(8, cores)))
+    return env
