@@ -17,7 +17,7 @@ from memorisation_lib.nnunet_check import NNUNET_ARMS, SHIM_FOLDER
 from memorisation_lib.summary import _welch_interval, lr_factor, markdown_table, sustained_onset
 from robustness_lib.store import REQUIRED_KEYS
 
-ARMS = ["dice_ce", "tloss_absolute", "tloss_cap100"]
+ARMS = ["dice_ce", "tloss_absolute", "tloss"]
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +55,13 @@ def test_smoke_runs_are_well_formed_and_resume_skips_them(smoke_study, capsys):
     assert dice_ce["nu_final"] is None and dice_ce["log"][-1]["weight_corrupted"] is None
     assert absolute["nu_final"] != 1.0 and absolute["log"][-1]["weight_corrupted"] >= 1  # nu has its optimiser
     # Same seed: same initialisation and batches, so the very first logged point of two T-Loss recipes that agree
-    # until the cap is reached (cap 100 > the starting mean weight ~ 1 / MSE) is identical.
+    # until the default's cap is reached (100 > the starting mean weight ~ 1 / MSE) is identical.
     assert capped["log"][0]["loss"] == pytest.approx(absolute["log"][0]["loss"])
     # Deterministic: a second study of the same run reproduces it exactly.
     repeat = json.loads((tmp / "repeat.json").read_text())["runs"][0]
     assert repeat["curve"] == absolute["curve"]
     md = (tmp / "m.md").read_text()
-    assert md.startswith("# Memorisation study") and "| a0.7b0.7 | tloss_cap100 | 1 |" in md
+    assert md.startswith("# Memorisation study") and "| a0.7b0.7 | tloss | 1 |" in md
     assert (tmp / "m_a0.7b0.7.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,7 +71,7 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
     assert "unknown setting" in capsys.readouterr().err
     assert memorisation.main(["--arms", "focal", "--out", str(out)]) == 2
     assert "unknown arm" in capsys.readouterr().err
-    assert memorisation.main(["--engine", "nnunet", "--arms", "tloss_cap100", "--out", str(out)]) == 2
+    assert memorisation.main(["--engine", "nnunet", "--arms", "tloss_cap20", "--out", str(out)]) == 2
     assert "for engine nnunet" in capsys.readouterr().err
     assert memorisation.main(["--workers", "0", "--out", str(out)]) == 2
     assert memorisation.main(["--summarize", "--out", str(out)]) == 2  # no results file yet

@@ -186,6 +186,7 @@ def test_load_checkpoint_accepts_a_dict(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("trainer_class, cap, optimizer, lr, plateau", [
+    (nnUNetTrainerTLoss, 100.0, torch.optim.SGD, 1e-2, False),  # the default chosen by the memorisation study
     (nnUNetTrainerTLoss_relative, 1.0, torch.optim.SGD, 1e-2, False),
     (nnUNetTrainerTLoss_cap20, 20.0, torch.optim.SGD, 1e-2, False),
     (nnUNetTrainerTLoss_nuPlateau, None, torch.optim.SGD, 1e-2, True),

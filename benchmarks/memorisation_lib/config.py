@@ -7,15 +7,16 @@ from dataclasses import asdict, dataclass, field
 from tloss_nnunet.errors import InputError
 
 #: Arm name -> the nnU-Net trainer class (by name, found in the package's trainer modules) that the arm trains.
-#: "dice_ce" is nnU-Net's stock trainer; every other arm is a T-Loss recipe (see tloss_nnunet.nnunet.variants).
+#: "dice_ce" is nnU-Net's stock trainer, "tloss" the default T-Loss trainer (mean_weight_cap 100, chosen by this
+#: study), every other arm a T-Loss recipe of tloss_nnunet.nnunet.variants.
 ARMS: dict[str, str] = {
     "dice_ce": "nnUNetTrainer",
+    "tloss": "nnUNetTrainerTLoss",
     "tloss_absolute": "nnUNetTrainerTLoss_absolute",
     "tloss_relative": "nnUNetTrainerTLoss_relative",
     "tloss_plateau": "nnUNetTrainerTLoss_nuPlateau",
     "tloss_adam": "nnUNetTrainerTLoss_Adam1en3",
     "tloss_cap20": "nnUNetTrainerTLoss_cap20",
-    "tloss_cap100": "nnUNetTrainerTLoss_cap100",
 }
 
 #: Environment variable naming the configuration the nnU-Net check's trainers use (nnU-Net starts them in a

@@ -159,7 +159,10 @@ def plot_curves(runs: list[dict], setting: str, path: Path) -> None:
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no corrupted training case", transform=ax.transAxes, ha="center")
     fig.suptitle(f"{setting}: mean over seeds, band = min-max")
     fig.tight_layout()
     try:

@@ -37,8 +37,7 @@ STOCK_TRAINER = "nnUNetTrainer"
 KNOWN_TLOSS_TRAINERS = frozenset({
     "nnUNetTrainerTLoss", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainerTLoss_50epochs",
     "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau", "nnUNetTrainerTLoss_absolute",
-    "nnUNetTrainerTLoss_relative", "nnUNetTrainerTLoss_cap20", "nnUNetTrainerTLoss_cap100",
-    "nnUNetTrainerTLoss_Adam1en3",
+    "nnUNetTrainerTLoss_relative", "nnUNetTrainerTLoss_cap20", "nnUNetTrainerTLoss_Adam1en3",
 })
 FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 REQUIRED_FILES = ("plans.json", "dataset.json")

@@ -8,10 +8,10 @@ a changed class attribute.
   ``nnUNetTrainer_5epochs`` / ``nnUNetTrainer_50epochs`` are the stock-loss twins).
 * ``nnUNetTrainerTLoss_tiny``: 2 epochs x 4 iterations, 2 validation iterations, for tests and CPU smoke runs
   (its stock-loss twin ``nnUNetTrainerDiceCE_tiny`` belongs to the reproduction kit, :mod:`tloss_nnunet.repro`).
-* Recipes compared by the memorisation study (``benchmarks/memorisation.py``): ``_absolute`` (the plain T-Loss,
-  no cap on the step's growth), ``_relative`` / ``_cap20`` / ``_cap100`` (``mean_weight_cap`` 1 / 20 / 100),
-  ``_nuPlateau`` (the plain T-Loss plus the reference's network-lr drop when log nu plateaus) and
-  ``_Adam1en3`` (the plain T-Loss with nnU-Net's ``nnUNetTrainerVanillaAdam1en3`` optimiser).
+* Recipes the memorisation study (``benchmarks/memorisation.py``) compared with the default (cap 100):
+  ``_absolute`` (the plain T-Loss, no cap on the step's growth), ``_relative`` / ``_cap20``
+  (``mean_weight_cap`` 1 / 20), ``_nuPlateau`` (the plain T-Loss plus the reference's network-lr drop when
+  log nu plateaus) and ``_Adam1en3`` (the plain T-Loss with nnU-Net's ``nnUNetTrainerVanillaAdam1en3``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "nnUNetTrainerTLoss_absolute",
     "nnUNetTrainerTLoss_relative",
     "nnUNetTrainerTLoss_cap20",
-    "nnUNetTrainerTLoss_cap100",
     "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerTLoss_Adam1en3",
 ]
@@ -63,12 +62,6 @@ class nnUNetTrainerTLoss_cap20(nnUNetTrainerTLoss):
     """Absolute weights until the batch mean weight (~ 1 / MSE) reaches 20, relative weights beyond."""
 
     tloss_mean_weight_cap = 20.0
-
-
-class nnUNetTrainerTLoss_cap100(nnUNetTrainerTLoss):
-    """Absolute weights until the batch mean weight (~ 1 / MSE) reaches 100, relative weights beyond."""
-
-    tloss_mean_weight_cap = 100.0
 
 
 class nnUNetTrainerTLoss_nuPlateau(nnUNetTrainerTLoss_absolute):
