@@ -276,5 +276,3 @@ def test_label_outside_the_classes_is_refused_unless_ignored():
     with pytest.raises(ValueError, match="outside"):
         TLoss(softmax=True, to_onehot_y=True)(logits, labels)
     assert torch.isfinite(TLoss(softmax=True, to_onehot_y=True, ignore_index=5)(logits, labels))
-
-

@@ -87,7 +87,8 @@ def test_sustained_onset_ignores_blips():
 
 def test_lr_factor_sees_a_plateau_drop():
     poly = [(1 - ((i - 1) // 50) / 16) ** 0.9 * 1e-2 for i in (50, 400, 800)]
-    run = {"iterations": 800, "log": [{"iteration": i, "lr": lr} for i, lr in zip((50, 400, 800), poly)]}
+    run = {"iterations": 800, "config": "cpu",
+           "log": [{"iteration": i, "lr": lr} for i, lr in zip((50, 400, 800), poly)]}
     assert lr_factor(run) == pytest.approx(1.0)
     run["log"][-1]["lr"] *= 0.1
     assert lr_factor(run) == pytest.approx(0.1)
@@ -99,7 +100,7 @@ def test_paired_difference_and_welch_interval():
         for arm, value in (("dice_ce", b), ("tloss_absolute", a)):
             runs.append({"setting": "a0.7b0.7", "loss": arm, "seed": seed, "test_dice_final": value,
                          "curve": [[50, 0.1, value, None]], "memorisation_final": 0.1, "onset": 50, "nu_final": None,
-                         "iterations": 800, "log": [{"iteration": 50, "lr": 0.01}]})
+                         "iterations": 800, "config": "cpu", "log": [{"iteration": 50, "lr": 0.01}]})
     table = markdown_table(runs)
     diffs = np.array([5.0, 4.0, 6.0])
     half = 4.302652729911275 * diffs.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}

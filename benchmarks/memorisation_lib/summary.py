@@ -13,7 +13,7 @@ import numpy as np
 from robustness_lib.summary import _format_cell, t_interval
 from tloss_nnunet.atomic import atomic_target, write_text
 
-from .config import ARMS, SETTINGS
+from .config import ARMS, SETTINGS, get_config
 
 BASELINE = "dice_ce"
 
@@ -47,12 +47,13 @@ def sustained_onset(curve: list[list]) -> int | None:
     return onset
 
 
-def lr_factor(run: dict, config_iterations_per_epoch: int = 50) -> float:
+def lr_factor(run: dict) -> float:
     """Final network lr over what the poly schedule alone would give: < 1 when the nu-plateau rule dropped it."""
-    log, epochs = run["log"], run["iterations"] // config_iterations_per_epoch
+    per_epoch = get_config(run["config"]).iterations_per_epoch
+    log, epochs = run["log"], run["iterations"] // per_epoch
 
     def poly(iteration: int) -> float:
-        return (1 - ((iteration - 1) // config_iterations_per_epoch) / epochs) ** 0.9
+        return (1 - ((iteration - 1) // per_epoch) / epochs) ** 0.9
 
     return (log[-1]["lr"] / poly(log[-1]["iteration"])) / (log[0]["lr"] / poly(log[0]["iteration"]))
 

@@ -41,7 +41,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
 
     Class attributes a subclass may change (read in ``initialize``):
         tloss_nu_init: initial nu (natural units).
-        tloss_normalize: divide each sample's NLL by its D (keeps nnU-Net's lr and clipping regime sensible).
+        tloss_normalize: divide each sample's NLL by its D (a per-element value, whatever the patch size).
         tloss_log_precision: lambda of the covariance exp(-lambda) I (0 = the paper's identity).
         tloss_mean_weight_cap: cap on the batch mean of the per-image weights (~ 1 / MSE) beyond which the loss is
             divided by mean weight / cap, so nnU-Net's SGD step stops growing as the fit improves; None: no cap
