@@ -53,6 +53,15 @@ def _scalar_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def _nu_and_scaled_sum(sum_sq: torch.Tensor, log_nu: torch.Tensor, log_precision: float | torch.Tensor,
+                       epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(nu, exp(lambda) * S_b, lambda) in the per-sample scalar dtype: what the NLL and the weights share."""
+    dtype = _scalar_dtype(sum_sq.device)
+    log_precision = torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)
+    nu = torch.exp(log_nu.to(dtype)) + epsilon
+    return nu, torch.exp(log_precision) * sum_sq.to(dtype), log_precision
+
+
 def t_nll_from_sums(
     sum_sq: torch.Tensor,
     count: torch.Tensor,
@@ -73,13 +82,9 @@ def t_nll_from_sums(
         (B,) NLL_b in the dtype of ``sum_sq`` (see the module docstring for the formula).
     """
     out_dtype = sum_sq.dtype
-    dtype = _scalar_dtype(sum_sq.device)
-    sum_sq = sum_sq.to(dtype)
-    count = count.to(dtype)
-    log_precision = torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)
-    nu = torch.exp(log_nu.to(dtype)) + epsilon
+    nu, scaled, log_precision = _nu_and_scaled_sum(sum_sq, log_nu, log_precision, epsilon)
+    count = count.to(nu.dtype)
     half_count = 0.5 * count
-    scaled = torch.exp(log_precision) * sum_sq
     nll = (
         torch.lgamma(0.5 * nu) - torch.lgamma(0.5 * nu + half_count)
         + half_count * (math.log(math.pi) + torch.log(nu) - log_precision)
@@ -103,10 +108,8 @@ def t_weights_from_sums(
     Takes the arguments of :func:`t_nll_from_sums`; returns (B,) detached, in float64 where the device has it
     (1 for an all-ignored sample, D_b = S_b = 0).
     """
-    dtype = _scalar_dtype(sum_sq.device)
-    nu = torch.exp(log_nu.detach().to(dtype)) + epsilon
-    scaled = torch.exp(torch.as_tensor(log_precision, dtype=dtype, device=sum_sq.device)) * sum_sq.detach().to(dtype)
-    return (nu + count.to(dtype)) / (nu + scaled)
+    nu, scaled, _ = _nu_and_scaled_sum(sum_sq.detach(), log_nu.detach(), log_precision, epsilon)
+    return (nu + count.to(nu.dtype)) / (nu + scaled)
 
 
 def t_loss(
