@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "tloss_nnunet.nnunet.cli",
     "tloss_nnunet.noise.cli",
     "tloss_nnunet.converters.cli",
+    "tloss_nnunet.audit.cli",
 )
 
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tloss-nnunet",
         description="Robust T-Loss for nnU-Net v2 and MONAI: trainer discovery, noisy-label "
-        "protocol, dataset converters.",
+        "protocol, dataset converters, label auditing.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

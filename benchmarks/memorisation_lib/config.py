@@ -8,7 +8,8 @@ from tloss_nnunet.errors import InputError
 
 #: Arm name -> the nnU-Net trainer class (by name, found in the package's trainer modules) that the arm trains.
 #: "dice_ce" is nnU-Net's stock trainer, "tloss" the default T-Loss trainer (mean_weight_cap 100, chosen by this
-#: study), every other arm a T-Loss recipe of tloss_nnunet.nnunet.variants.
+#: study), the "tloss_*" arms T-Loss recipes of tloss_nnunet.nnunet.variants, and "ce" / "dice" / "gce" the other
+#: baselines: nnU-Net's own CE-only and Dice-only trainer variants and the kit's generalised cross-entropy (q 0.7).
 ARMS: dict[str, str] = {
     "dice_ce": "nnUNetTrainer",
     "tloss": "nnUNetTrainerTLoss",
@@ -17,6 +18,9 @@ ARMS: dict[str, str] = {
     "tloss_plateau": "nnUNetTrainerTLoss_nuPlateau",
     "tloss_adam": "nnUNetTrainerTLoss_Adam1en3",
     "tloss_cap20": "nnUNetTrainerTLoss_cap20",
+    "ce": "nnUNetTrainerCELoss",
+    "dice": "nnUNetTrainerDiceLoss",
+    "gce": "nnUNetTrainerGCELoss",
 }
 
 #: Environment variable naming the configuration the nnU-Net check's trainers use (nnU-Net starts them in a

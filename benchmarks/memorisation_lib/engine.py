@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -94,17 +95,18 @@ def prepare(work_dir: Path, config: MemoConfig) -> dict[str, Path]:
 
 
 def trainer_class(arm: str) -> type:
-    """The nnU-Net trainer class of ``arm``: nnU-Net's own trainers, or this package's variants."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    """The nnU-Net trainer class of ``arm``: nnU-Net's own trainers, this package's variants or the kit's
+    baseline trainers."""
+    from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as stock
+    from nnunetv2.training.nnUNetTrainer.variants.loss import nnUNetTrainerCELoss, nnUNetTrainerDiceLoss
 
     from tloss_nnunet.nnunet import trainer, variants
+    from tloss_nnunet.repro import study_trainers
 
     name = ARMS[arm]
-    for module in (variants, trainer):
+    for module in (variants, trainer, study_trainers, stock, nnUNetTrainerCELoss, nnUNetTrainerDiceLoss):
         if hasattr(module, name):
             return getattr(module, name)
-    if name == nnUNetTrainer.__name__:
-        return nnUNetTrainer
     raise ValueError(f"arm {arm!r}: trainer class {name} not found")
 
 
@@ -169,19 +171,17 @@ def evaluate(trainer, data: SettingData, nu: float | None) -> dict:
     return record
 
 
-def run(arm: str, setting: str, seed: int, data: SettingData, config: MemoConfig, clean_dataset: str,
-        device: str = "cpu") -> dict:
-    """Train ``arm`` on ``setting`` with ``seed`` and return the run's record (everything but ``machine``).
+def train(arm: str, seed: int, data: SettingData, config: MemoConfig, clean_dataset: str, device: str = "cpu",
+          on_log: Callable[[int, object, list[float]], None] | None = None):
+    """Train ``arm``'s trainer on ``data``'s training cases with ``seed``; return the trained trainer.
 
-    The seed fixes the network initialisation and the batch sequence (the same for every arm); ``curve`` is
-    ``[[iteration, M, test_dice, nu or None], ...]`` and ``log`` the full :func:`evaluate` record per log point.
+    The seed fixes the network initialisation and the batch sequence (the same for every arm). Every
+    ``log_every`` iterations and at the end, ``on_log(iteration, trainer, losses so far)`` is called.
     """
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
     from tloss_nnunet.repro.inprocess import make_trainer
 
-    start = time.perf_counter()
-    alpha, beta = parse_setting(setting)
     if config.iterations % config.iterations_per_epoch:
         raise ValueError("iterations must be a multiple of iterations_per_epoch")
     torch.manual_seed(seed)
@@ -192,9 +192,7 @@ def run(arm: str, setting: str, seed: int, data: SettingData, config: MemoConfig
         trainer.num_iterations_per_epoch = config.iterations_per_epoch
         trainer.num_epochs = config.iterations // config.iterations_per_epoch
         trainer.initialize()
-    tloss = getattr(trainer, "tloss", None)
     downsample = DownsampleSegForDSTransform(trainer._get_deep_supervision_scales())
-    log: list[dict] = []
     losses: list[float] = []
     iteration = 0
     for epoch in range(trainer.num_epochs):
@@ -207,12 +205,29 @@ def run(arm: str, setting: str, seed: int, data: SettingData, config: MemoConfig
             with contextlib.redirect_stdout(io.StringIO()):
                 losses.append(float(trainer.train_step({"data": torch.from_numpy(x), "target": target})["loss"]))
             iteration += 1
-            if iteration % config.log_every == 0 or iteration == config.iterations:
-                nu = None if tloss is None else tloss.nu
-                entry = {"iteration": iteration, "nu": nu, "lr": trainer.optimizer.param_groups[0]["lr"],
-                         "loss": float(np.mean(losses[-config.log_every:]))}
-                entry.update(evaluate(trainer, data, nu))
-                log.append(entry)
+            if on_log is not None and (iteration % config.log_every == 0 or iteration == config.iterations):
+                on_log(iteration, trainer, losses)
+    return trainer
+
+
+def run(arm: str, setting: str, seed: int, data: SettingData, config: MemoConfig, clean_dataset: str,
+        device: str = "cpu") -> dict:
+    """Train ``arm`` on ``setting`` with ``seed`` (:func:`train`) and return the run's record (everything but
+    ``machine``): ``curve`` is ``[[iteration, M, test_dice, nu or None], ...]`` and ``log`` the full
+    :func:`evaluate` record per log point."""
+    start = time.perf_counter()
+    alpha, beta = parse_setting(setting)
+    log: list[dict] = []
+
+    def record(iteration: int, trainer, losses: list[float]) -> None:
+        tloss = getattr(trainer, "tloss", None)
+        nu = None if tloss is None else tloss.nu
+        entry = {"iteration": iteration, "nu": nu, "lr": trainer.optimizer.param_groups[0]["lr"],
+                 "loss": float(np.mean(losses[-config.log_every:]))}
+        entry.update(evaluate(trainer, data, nu))
+        log.append(entry)
+
+    train(arm, seed, data, config, clean_dataset, device, on_log=record)
     final = log[-1]
     onset = next((e["iteration"] for e in log if e["memorisation"] is not None and e["memorisation"] > 0), None)
     return {

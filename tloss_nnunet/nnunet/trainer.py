@@ -148,6 +148,7 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
             "loss": {k: v.detach().cpu().clone() for k, v in self.tloss.state_dict().items()},
             "nu_optimizer": self.nu_optimizer.state_dict(),
             NU_KEY: self.tloss.nu,
+            "log_precision": self.tloss.log_precision,  # not a tensor of the loss; label auditing reads it
         }
         if isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
             state["lr_factor"] = self.lr_scheduler.factor

@@ -1,0 +1,58 @@
+"""Helpers of the tests that run the stock nnU-Net commands: the ``tloss-nnunet`` CLI in process, nnU-Net's
+console scripts in a subprocess, and one tiny trained T-Loss model shared by the whole session (conftest.py).
+
+The model: a synthetic 2D dataset (8 training cases of 32 x 32, 2 test cases) -> nnUNetv2_plan_and_preprocess ->
+nnUNetv2_train fold 0 with ``nnUNetTrainerTLoss_tiny`` found through ``nnUNet_extTrainer`` (~1 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tloss_nnunet.cli import main
+from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
+
+DATASET_ID = 621
+TRAINER = "nnUNetTrainerTLoss_tiny"
+BIN = os.path.dirname(sys.executable)
+
+
+def cli(argv: list[str]) -> str:
+    """Run ``tloss-nnunet ARGV`` in process; return its stdout (exit code must be 0)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(argv) == 0
+    return buffer.getvalue()
+
+
+def run(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run an installed console script (``nnUNetv2_train`` ...) with ``env``; it must exit 0."""
+    exe = os.path.join(BIN, args[0]) if os.path.exists(os.path.join(BIN, args[0])) else args[0]
+    result = subprocess.run([exe, *args[1:]], env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def train_tiny_tloss_model(root: Path) -> dict:
+    """Build the session's model under ``root``; returns its folders, environments and model folder."""
+    paths = {k: root / k for k in ("raw", "preprocessed", "results")}
+    for p in paths.values():
+        p.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update(nnUNet_raw=str(paths["raw"]), nnUNet_preprocessed=str(paths["preprocessed"]),
+               nnUNet_results=str(paths["results"]), nnUNet_compile="0", nnUNet_def_n_proc="1",
+               nnUNet_n_proc_DA="1", OMP_NUM_THREADS="1")
+    raw = write_synthetic_dataset(str(paths["raw"]), DATASET_ID, "2d", num_train=8, num_test=2, size=32)
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "--verify_dataset_integrity",
+         "-np", "1", "-npfp", "1"], env)
+    ext = cli(["ext-path"]).strip()
+    train_env = dict(env, nnUNet_extTrainer=ext, nnUNet_n_proc_DA="0")
+    run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu"], train_env)
+    model = os.path.join(paths["results"], os.path.basename(raw), f"{TRAINER}__nnUNetPlans__2d")
+    return {"root": root, "raw": raw, "env": env, "train_env": train_env, "model": model, "ext": ext,
+            "paths": paths}

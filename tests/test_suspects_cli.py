@@ -1,0 +1,117 @@
+"""``tloss-nnunet suspects`` end to end on the session's tiny model trained with the stock nnU-Net commands.
+
+A second fold is trained so that cross-fold scoring (each case by the fold that held it out) is exercised; the
+raw dataset is copied with one training label inverted, which the audit must put first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from nnunet_commands import DATASET_ID, TRAINER, cli, run
+from PIL import Image
+
+from tloss_nnunet.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def audited(trained_tloss_model, tmp_path_factory):
+    model = trained_tloss_model
+    fold1 = os.path.join(model["model"], "fold_1", "checkpoint_final.pth")
+    if not os.path.isfile(fold1):
+        run(["nnUNetv2_train", str(DATASET_ID), "2d", "1", "-tr", TRAINER, "-device", "cpu"], model["train_env"])
+    root = tmp_path_factory.mktemp("suspects")
+    raw = root / os.path.basename(model["raw"])
+    shutil.copytree(model["raw"], raw)
+    labels = sorted((raw / "labelsTr").iterdir())
+    wrong = labels[3]
+    mask = np.asarray(Image.open(wrong))
+    Image.fromarray((1 - mask).astype(np.uint8)).save(wrong)
+    return {**model, "audit_raw": raw, "wrong_case": wrong.name[:-len(".png")], "root": root,
+            "base": ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet", "--raw", str(raw)]}
+
+
+@pytest.fixture()
+def nnunet_env(audited, monkeypatch):
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, audited["env"][key])
+
+
+def _rows(out) -> list[dict]:
+    with open(out / "suspects.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env):
+    out = audited["root"] / "audit"
+    stdout = cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    assert "by tloss_nll" in stdout
+    rows = _rows(out)
+    assert [r["rank"] for r in rows] == [str(i) for i in range(1, 9)]
+    assert rows[0]["case"] == audited["wrong_case"]
+    splits = json.loads((audited["paths"]["preprocessed"] / os.path.basename(audited["raw"])
+                         / "splits_final.json").read_text())
+    held = {case: fold for fold in (0, 1) for case in splits[fold]["val"]}
+    for row in rows:
+        assert row["held_out"] == str(row["case"] in held)
+        assert int(row["fold"]) == held.get(row["case"], 0)
+        assert float(row["tloss_nll"]) > 0 and 0 <= float(row["mse"]) <= 1
+    assert "were scored by a model that trained on them" in (out / "suspects.md").read_text()
+    with Image.open(out / "suspects.png") as image:
+        assert image.height > 500  # one row per gallery case
+
+
+def test_rerun_reuses_predictions_and_repairs_a_damaged_one(audited, nnunet_env):
+    out = audited["root"] / "audit_rerun"
+    cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    first = (out / "suspects.csv").read_text()
+    npz = sorted((out / "predictions" / "fold_0").glob("*.npz"))
+    stamps = {p: p.stat().st_mtime_ns for p in npz}
+    npz[0].write_bytes(npz[0].read_bytes()[:50])  # an interrupted write
+    cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    assert (out / "suspects.csv").read_text() == first
+    assert npz[0].stat().st_mtime_ns != stamps[npz[0]]
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in npz[1:])
+
+
+def test_stock_model_is_audited_by_mse(audited, nnunet_env):
+    stock_parent = audited["root"] / "stock_results" / os.path.basename(audited["raw"])
+    cli(["export-stock", audited["model"], str(stock_parent), "--quiet"])
+    out = audited["root"] / "audit_stock"
+    stdout = cli(["suspects", str(stock_parent / "nnUNetTrainer__nnUNetPlans__2d"), "-o", str(out),
+                  *audited["base"]])
+    assert "by mse" in stdout
+    rows = _rows(out)
+    assert rows[0]["case"] == audited["wrong_case"] and rows[0]["tloss_nll"] == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda a: [str(a["root"]), "-o", "x"], "is not an nnU-Net model folder"),
+    (lambda a: [a["model"] + "_nope", "-o", "x"], "does not exist"),
+    (lambda a: [a["model"], "-o", "x", "-f", "4"], "have no checkpoint_final.pth"),
+    (lambda a: [a["model"], "-o", "x", "--checkpoint", "checkpoint_best.pth.missing"], "no fold"),
+    (lambda a: [a["model"], "-o", os.path.join(a["model"], "audit")], "inside the model folder"),
+    (lambda a: [a["model"], "-o", "x", "--top-k", "-1"], "top-k"),
+])
+def test_bad_inputs_give_one_line(audited, nnunet_env, capsys, args, message):
+    assert main(["suspects", *args(audited), "-device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_missing_dataset_and_cuda_are_refused(audited, nnunet_env, capsys, monkeypatch):
+    assert main(["suspects", audited["model"], "-o", "x", "-device", "cpu", "--raw", "/nonexistent"]) == 2
+    assert "raw dataset /nonexistent not found" in capsys.readouterr().err
+    monkeypatch.setenv("nnUNet_raw", str(audited["root"] / "empty"))
+    assert main(["suspects", audited["model"], "-o", "x", "-device", "cpu"]) == 2
+    assert "not found" in capsys.readouterr().err
+    if not __import__("torch").cuda.is_available():
+        assert main(["suspects", audited["model"], "-o", "x", "--raw", str(audited["audit_raw"])]) == 2
+        assert "pass -device cpu" in capsys.readouterr().err

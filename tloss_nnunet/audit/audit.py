@@ -1,0 +1,123 @@
+"""``audit_model``: predict a trained nnU-Net model's training cases and rank their labels by suspicion.
+
+model folder -> (checked) folds, raw cases, splits -> each case to the fold that held it out -> nnU-Net's
+predictor per fold (probabilities kept, reused on a re-run) -> per-case scores against the given label
+(:mod:`tloss_nnunet.audit.scores`, under the fold's nu for T-Loss models) -> ``suspects.csv``, ``suspects.md``,
+``suspects.png`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model
+from tloss_nnunet.audit.predict import FoldLoss, fold_loss, predict_cases, prediction_folder, read_probabilities
+from tloss_nnunet.audit.report import GalleryCase, middle_slice, write_csv, write_gallery, write_markdown
+from tloss_nnunet.audit.scores import CaseScores, case_scores, rank
+from tloss_nnunet.errors import InputError
+
+__all__ = ["AuditResult", "audit_model"]
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The ranked cases (most suspect first) and the files written."""
+
+    ranked: list[CaseScores]
+    rank_by: str
+    csv: Path
+    markdown: Path
+    gallery: Path
+
+
+def _reader(model: AuditedModel):
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    example = next(iter(model.cases.values()))["images"][0]
+    return determine_reader_writer_from_dataset_json(model.dataset_json, example)()
+
+
+def _default_rank(losses: dict[int, FoldLoss]) -> str:
+    return "tloss_nll" if all(loss.nu is not None for loss in losses.values()) else "mse"
+
+
+def _gallery_image(image: np.ndarray) -> np.ndarray:
+    """(C, *spatial) image -> 2D grey, or (H, W, 3) colour for three channels."""
+    if image.shape[0] == 3:
+        return np.stack([middle_slice(image[c]) for c in range(3)], axis=-1)
+    return middle_slice(image[0])
+
+
+def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, folds: list[int] | None = None, *,
+                checkpoint_name: str = "checkpoint_final.pth", raw_folder: str | os.PathLike | None = None,
+                splits_file: str | os.PathLike | None = None, device: str = "cpu",
+                processes: tuple[int, int] = (3, 3), rank_by: str | None = None, top_k: int = 12,
+                progress: bool = True) -> AuditResult:
+    """Score every training case of ``model_folder`` and write the audit into ``out_dir`` (see the module).
+
+    ``rank_by``: a score name of :data:`~tloss_nnunet.audit.scores.SCORE_NAMES`; default ``tloss_nll`` for a
+    T-Loss model (every audited fold has nu), else ``mse``. ``top_k`` cases go into the gallery and the summary.
+    """
+    model = load_model(model_folder, folds, checkpoint_name, raw_folder, splits_file)
+    if model.has_regions:
+        raise InputError(f"{model.folder} is a region-based model; auditing supports label maps only")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    if out.resolve() == model.folder or model.folder in out.resolve().parents:
+        raise InputError(f"output {out} is inside the model folder; choose a folder of its own")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("CUDA is not available on this machine; pass -device cpu")
+    if top_k < 0:
+        raise InputError(f"top-k must be >= 0, got {top_k}")
+    out.mkdir(parents=True, exist_ok=True)
+    assignments = assign_folds(model)
+    losses = {fold: fold_loss(model, fold) for fold in model.folds}
+    rank_by = rank_by or _default_rank(losses)
+    if rank_by.startswith("tloss") and _default_rank(losses) != "tloss_nll":
+        raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
+                         "one_minus_dice")
+
+    with tqdm(total=len(assignments), desc="predicting", unit="case", disable=not progress) as bar:
+        for fold in model.folds:
+            cases = [a.case for a in assignments if a.fold == fold]
+            if cases:
+                predict_cases(model, fold, cases, out, device=device, processes=processes, on_done=bar.update)
+
+    reader, file_ending = _reader(model), model.dataset_json["file_ending"]
+    scored, predictions = [], {}
+    for a in tqdm(assignments, desc="scoring", unit="case", disable=not progress):
+        probabilities = read_probabilities(prediction_folder(out, a.fold), a.case)
+        if probabilities is None:
+            raise RuntimeError(f"nnU-Net wrote no probabilities for case {a.case} (fold {a.fold}); see "
+                               f"{prediction_folder(out, a.fold) / 'predict.log'}")
+        label, _ = reader.read_seg(model.cases[a.case]["label"])
+        loss = losses[a.fold]
+        scores = case_scores(a.case, probabilities, label, nu=loss.nu, ignore_label=model.ignore_label,
+                             log_precision=loss.log_precision)
+        scored.append(replace(scores, extra={"fold": a.fold, "held_out": a.held_out}))
+        predictions[a.case] = prediction_folder(out, a.fold) / f"{a.case}{file_ending}"
+    ranked = rank(scored, rank_by)
+
+    fold_info = {fold: {"nu": losses[fold].nu, "cases": sum(a.fold == fold for a in assignments),
+                        "held_out": sum(a.fold == fold and a.held_out for a in assignments)} for fold in model.folds}
+    gallery = []
+    for position, s in enumerate(ranked[:top_k], start=1):
+        image, _ = reader.read_images(model.cases[s.case]["images"])
+        label, _ = reader.read_seg(model.cases[s.case]["label"])
+        prediction, _ = reader.read_seg(str(predictions[s.case]))
+        gallery.append(GalleryCase(s.case, position, _gallery_image(image), middle_slice(label[0]),
+                                   middle_slice(prediction[0]), getattr(s, rank_by), rank_by))
+    result = AuditResult(ranked, rank_by, out / "suspects.csv", out / "suspects.md", out / "suspects.png")
+    write_csv(result.csv, ranked)
+    write_markdown(result.markdown, ranked, model=str(model.folder), rank_by=rank_by, folds=fold_info, top_k=top_k)
+    write_gallery(result.gallery, gallery)
+    return result

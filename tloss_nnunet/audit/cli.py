@@ -1,0 +1,60 @@
+"""``tloss-nnunet suspects``: rank a trained nnU-Net model's training cases by how suspect their labels are."""
+
+from __future__ import annotations
+
+import argparse
+
+from tloss_nnunet.errors import InputError
+
+__all__ = ["register"]
+
+#: Kept here (not imported from scores) so that ``--help`` does not import torch.
+_SCORES = ("tloss_nll", "tloss_weight", "mse", "one_minus_dice")
+
+
+def _suspects(args: argparse.Namespace) -> int:
+    from tloss_nnunet.audit.audit import audit_model  # torch and nnU-Net: only when the command runs
+
+    if args.npp < 1 or args.nps < 1:
+        raise InputError(f"-npp and -nps must be >= 1, got {args.npp} and {args.nps}")
+    result = audit_model(args.model_folder, args.output, args.folds, checkpoint_name=args.checkpoint,
+                         raw_folder=args.raw, splits_file=args.splits, device=args.device,
+                         processes=(args.npp, args.nps), rank_by=args.rank_by, top_k=args.top_k,
+                         progress=not args.quiet)
+    held_out = sum(bool(s.extra["held_out"]) for s in result.ranked)
+    print(f"scored {len(result.ranked)} case(s) ({held_out} held out) by {result.rank_by}; most suspect: "
+          + ", ".join(s.case for s in result.ranked[:5]))
+    print(f"wrote {result.csv}, {result.markdown.name}, {result.gallery.name}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``suspects`` subcommand."""
+    p = subparsers.add_parser(
+        "suspects",
+        help="rank the training cases of a trained nnU-Net model by how suspect their labels are",
+        description="Predict every training case of MODEL_FOLDER with nnU-Net's own predictor (probabilities "
+        "kept; a re-run reuses them) and score how far each case's label is from the prediction: the T-Loss "
+        "negative log-likelihood and per-image weight under the fold's nu (T-Loss models), the mean squared "
+        "residual and 1 - Dice (any model). Each case is scored by the fold that held it out of training where "
+        "that fold is trained; the output says which cases were not held out. Writes OUT_DIR/suspects.csv "
+        "(rank 1 = most suspect), suspects.md and suspects.png (a gallery of the top-k).",
+    )
+    p.add_argument("model_folder", metavar="MODEL_FOLDER",
+                   help="trained model folder, e.g. $nnUNet_results/Dataset501_X/nnUNetTrainerTLoss__nnUNetPlans__2d")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the audit (created)")
+    p.add_argument("-f", "--folds", nargs="+", type=int, default=None,
+                   help="folds to use (default: every fold with the checkpoint)")
+    p.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in each fold folder")
+    p.add_argument("--raw", default=None, help="raw dataset folder (default: $nnUNet_raw/<the model's dataset>)")
+    p.add_argument("--splits", default=None,
+                   help="nnU-Net splits file (default: $nnUNet_preprocessed/<dataset>/splits_final.json)")
+    p.add_argument("--rank-by", choices=_SCORES, default=None,
+                   help="score to rank by (default: tloss_nll for T-Loss models, else mse)")
+    p.add_argument("--top-k", type=int, default=12, help="cases in the gallery and the summary (default 12)")
+    p.add_argument("-device", "--device", default="cuda", choices=("cuda", "cpu", "mps"),
+                   help="as nnUNetv2_predict's -device (default cuda)")
+    p.add_argument("-npp", type=int, default=3, help="nnU-Net preprocessing processes (default 3)")
+    p.add_argument("-nps", type=int, default=3, help="nnU-Net export processes (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_suspects)

@@ -1,0 +1,148 @@
+"""Predict the training cases of an audited model with nnU-Net's own predictor, keeping the probabilities.
+
+Each fold's cases go to ``OUT/predictions/fold_<k>/`` as nnU-Net writes them with ``save_probabilities``
+(``<case><file_ending>`` + ``<case>.npz`` + ``<case>.pkl``). A re-run predicts only the cases whose files are
+missing or unreadable; a fold whose checkpoint changed since (size or modification time, kept in
+``model.json`` there) is predicted again from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tloss_nnunet.audit.model import AuditedModel
+from tloss_nnunet.errors import InputError
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
+
+__all__ = ["FoldLoss", "fold_loss", "predict_cases", "prediction_folder", "read_probabilities"]
+
+#: nnU-Net's predictor starts its worker processes once per call: a few calls keep the progress bar moving
+#: without paying that start-up more than ~20 times.
+_CALLS_PER_FOLD = 20
+_MIN_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class FoldLoss:
+    """The T-Loss parameters of one fold's checkpoint (nu None: not a T-Loss model)."""
+
+    nu: float | None
+    log_precision: float = 0.0
+
+
+def fold_loss(model: AuditedModel, fold: int) -> FoldLoss:
+    """nu and lambda of ``fold``'s checkpoint (the T-Loss trainers store them under ``tloss_state``)."""
+    import torch
+
+    checkpoint = torch.load(model.checkpoint(fold), map_location="cpu", weights_only=False)
+    state = checkpoint.get(TLOSS_STATE_KEY) if isinstance(checkpoint, dict) else None
+    if not state:
+        return FoldLoss(nu=None, log_precision=0.0)
+    return FoldLoss(nu=float(state[NU_KEY]), log_precision=float(state.get("log_precision", 0.0)))
+
+
+def prediction_folder(out_dir: Path, fold: int) -> Path:
+    return Path(out_dir) / "predictions" / f"fold_{fold}"
+
+
+def _fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"checkpoint": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def read_probabilities(folder: Path, case: str) -> np.ndarray | None:
+    """The (C, *spatial) probabilities nnU-Net saved for ``case``, or None if missing or unreadable."""
+    try:
+        with np.load(folder / f"{case}.npz") as data:
+            return np.asarray(data["probabilities"])
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
+def _is_complete(folder: Path, case: str, file_ending: str) -> bool:
+    return (folder / f"{case}{file_ending}").is_file() and read_probabilities(folder, case) is not None
+
+
+def _drop(folder: Path, case: str, file_ending: str) -> None:
+    for name in (f"{case}{file_ending}", f"{case}.npz", f"{case}.pkl"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _prepare_folder(model: AuditedModel, fold: int, out_dir: Path) -> Path:
+    folder = prediction_folder(out_dir, fold)
+    stamp = folder / "model.json"
+    want = _fingerprint(model.checkpoint(fold))
+    if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text() or "{}") != want):
+        shutil.rmtree(folder)  # predictions of another (or an unknown) checkpoint: never mixed with new ones
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(want))
+    return folder
+
+
+def _find_our_trainers() -> None:
+    """Make this package's trainers findable by nnU-Net's predictor (it rebuilds the network through the trainer
+    class named in the checkpoint), as ``nnUNet_extTrainer="$(tloss-nnunet ext-path)"`` would."""
+    from tloss_nnunet.nnunet import ext_trainer_path
+
+    folders = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    if ext_trainer_path() not in folders:
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*folders, ext_trainer_path()])
+
+
+def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Path, device: str = "cpu",
+                  processes: tuple[int, int] = (3, 3), on_done: Callable[[int], None] | None = None,
+                  log_file: Path | None = None) -> Path:
+    """Predict ``cases`` with ``fold``'s checkpoint into :func:`prediction_folder`, skipping finished ones.
+
+    ``processes``: nnU-Net's preprocessing and export worker counts (``-npp``, ``-nps``); ``on_done(n)`` is
+    called as cases finish (a progress bar); nnU-Net's own console output goes to ``log_file``.
+    """
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    _find_our_trainers()
+    folder = _prepare_folder(model, fold, out_dir)
+    file_ending = model.dataset_json["file_ending"]
+    todo = []
+    for case in cases:
+        if _is_complete(folder, case, file_ending):
+            if on_done:
+                on_done(1)
+        else:
+            _drop(folder, case, file_ending)  # a half-written case from an interrupted run
+            todo.append(case)
+    if not todo:
+        return folder
+    log = open(log_file or folder / "predict.log", "a")
+    try:
+        with contextlib.redirect_stdout(log):
+            predictor = nnUNetPredictor(device=torch.device(device), verbose=False, verbose_preprocessing=False,
+                                        allow_tqdm=False)
+            try:
+                predictor.initialize_from_trained_model_folder(str(model.folder), (fold,), model.checkpoint_name)
+            except RuntimeError as err:
+                if "Could not find requested nnunet trainer" not in str(err):
+                    raise
+                raise InputError(f"nnU-Net cannot find the trainer class {model.trainer} that built this model; "
+                                 "put the folder of its module in nnUNet_extTrainer") from None
+            chunk = max(_MIN_CHUNK, math.ceil(len(todo) / _CALLS_PER_FOLD))
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
+                predictor.predict_from_files([model.cases[c]["images"] for c in part], [str(folder / c) for c in part],
+                                             save_probabilities=True, overwrite=True,
+                                             num_processes_preprocessing=processes[0],
+                                             num_processes_segmentation_export=processes[1])
+                if on_done:
+                    on_done(len(part))
+    finally:
+        log.close()
+    return folder

@@ -1,0 +1,118 @@
+"""The audit's output files: ``suspects.csv`` (every case, ranked), ``suspects.md`` and ``suspects.png``.
+
+Each is written to a temporary name and moved into place (:mod:`tloss_nnunet.atomic`), so an interrupted audit
+never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tloss_nnunet.atomic import atomic_target, write_text
+from tloss_nnunet.audit.scores import SCORE_NAMES, CaseScores
+
+__all__ = ["CSV_COLUMNS", "GalleryCase", "write_csv", "write_gallery", "write_markdown"]
+
+#: Columns of suspects.csv, in order.
+CSV_COLUMNS = ("case", "rank", *SCORE_NAMES, "fold", "held_out", "valid_elements")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_csv(path: Path, ranked: Sequence[CaseScores]) -> None:
+    """One row per case, most suspect first; a score the model cannot give (``tloss_*`` without nu) is empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for rank, scores in enumerate(ranked, start=1):
+        row = {**scores.as_dict(), "rank": rank}
+        writer.writerow([_cell(row.get(column)) for column in CSV_COLUMNS])
+    write_text(path, buffer.getvalue())
+
+
+def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank_by: str, folds: dict[int, dict],
+                   top_k: int) -> None:
+    """A short summary: what was scored, with what, how many cases were held out, and the top ``top_k``."""
+    held_out = sum(bool(s.extra.get("held_out")) for s in ranked)
+    lines = [f"# Label audit of `{model}`", "",
+             f"{len(ranked)} training cases scored, ranked by `{rank_by}` (most suspect first).", ""]
+    for fold, info in sorted(folds.items()):
+        nu = "no nu (not a T-Loss model)" if info["nu"] is None else f"nu = {info['nu']:.4g}"
+        lines.append(f"- fold {fold}: {info['cases']} case(s), {info['held_out']} held out; {nu}")
+    lines.append("")
+    if held_out < len(ranked):
+        lines += [f"**{len(ranked) - held_out} case(s) were scored by a model that trained on them.** A network fits "
+                  "its own training labels, wrong ones included, so these scores understate how wrong a label is. "
+                  "Train every fold of the cross-validation and audit again: each case is then scored by the fold "
+                  "that held it out.", ""]
+    lines += ["| rank | case | " + " | ".join(SCORE_NAMES) + " | fold | held out |",
+              "|---|---|" + "---|" * len(SCORE_NAMES) + "---|---|"]
+    for rank, s in enumerate(ranked[:top_k], start=1):
+        values = " | ".join(_cell(getattr(s, n)) or "-" for n in SCORE_NAMES)
+        lines.append(f"| {rank} | {s.case} | {values} | {s.extra.get('fold')} | {'yes' if s.extra.get('held_out') else 'no'} |")
+    lines += ["", "Scores: `tloss_nll` = Student-t NLL per element under the fold's nu, `tloss_weight` = the "
+              "T-Loss's per-image weight (nu + D) / (nu + S) (small = suspect), `mse` = mean squared residual of the "
+              "foreground probabilities, `one_minus_dice` = 1 - Dice of the prediction against the label. "
+              "Full table: `suspects.csv`; pictures: `suspects.png`.", ""]
+    write_text(path, "\n".join(lines))
+
+
+class GalleryCase:
+    """One row of the gallery: a 2D view of the image, its given label and the model's prediction."""
+
+    def __init__(self, case: str, rank: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
+                 score: float, score_name: str) -> None:
+        self.case, self.rank, self.score, self.score_name = case, rank, score, score_name
+        self.image, self.label, self.prediction = image, label, prediction
+
+
+def middle_slice(array: np.ndarray) -> np.ndarray:
+    """(*spatial) -> 2D: the middle slice along the first axis until two axes are left (2D stays as is)."""
+    while array.ndim > 2:
+        array = array[array.shape[0] // 2]
+    return array
+
+
+def write_gallery(path: Path, cases: Sequence[GalleryCase]) -> None:
+    """One row per case: image, given label, prediction, and their disagreement (red: label only, blue:
+    prediction only), titled with rank, case and score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = max(len(cases), 1)
+    fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
+    for row, item in zip(axes, cases):
+        image = item.image.astype(float)
+        span = float(image.max() - image.min()) or 1.0
+        image = (image - image.min()) / span
+        label, prediction = item.label > 0, item.prediction > 0
+        disagreement = np.zeros((*label.shape, 3))
+        disagreement[label & ~prediction] = (0.85, 0.1, 0.1)
+        disagreement[prediction & ~label] = (0.1, 0.3, 0.9)
+        disagreement[label & prediction] = (0.75, 0.75, 0.75)
+        panels = ((image, "image"), (item.label, "given label"), (item.prediction, "prediction"),
+                  (disagreement, "red: label only, blue: prediction only"))
+        for ax, (picture, title) in zip(row, panels):
+            ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray", interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        row[0].set_title(f"#{item.rank} {item.case}\n{item.score_name} = {item.score:.4g}", fontsize=9)
+    for ax in axes.ravel()[len(cases) * 4:]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
