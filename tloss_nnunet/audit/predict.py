@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -24,11 +24,6 @@ from tloss_nnunet.errors import InputError
 from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
 
 __all__ = ["FoldLoss", "fold_loss", "predict_cases", "prediction_folder", "read_probabilities"]
-
-#: nnU-Net's predictor starts its worker processes once per call: a few calls keep the progress bar moving
-#: without paying that start-up more than ~20 times.
-_CALLS_PER_FOLD = 20
-_MIN_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,8 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
     """Predict ``cases`` with ``fold``'s checkpoint into :func:`prediction_folder`, skipping finished ones.
 
     ``processes``: nnU-Net's preprocessing and export worker counts (``-npp``, ``-nps``); ``on_done(n)`` is
-    called as cases finish (a progress bar); nnU-Net's own console output goes to ``log_file``.
+    called as cases finish (a progress bar); nnU-Net's own console output goes to ``log_file``. A case counts as
+    finished when its ``.npz`` loads: anything less (an interrupted write) is predicted again.
     """
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -124,7 +120,7 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
         return folder
     log = open(log_file or folder / "predict.log", "a")
     try:
-        with contextlib.redirect_stdout(log):
+        with contextlib.redirect_stdout(log), _count_finished(folder, todo, on_done):
             predictor = nnUNetPredictor(device=torch.device(device), verbose=False, verbose_preprocessing=False,
                                         allow_tqdm=False)
             try:
@@ -134,15 +130,41 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
                     raise
                 raise InputError(f"nnU-Net cannot find the trainer class {model.trainer} that built this model; "
                                  "put the folder of its module in nnUNet_extTrainer") from None
-            chunk = max(_MIN_CHUNK, math.ceil(len(todo) / _CALLS_PER_FOLD))
-            for start in range(0, len(todo), chunk):
-                part = todo[start:start + chunk]
-                predictor.predict_from_files([model.cases[c]["images"] for c in part], [str(folder / c) for c in part],
-                                             save_probabilities=True, overwrite=True,
-                                             num_processes_preprocessing=processes[0],
-                                             num_processes_segmentation_export=processes[1])
-                if on_done:
-                    on_done(len(part))
+            # One call, as nnUNetv2_predict makes: its worker processes start once.
+            predictor.predict_from_files([model.cases[c]["images"] for c in todo], [str(folder / c) for c in todo],
+                                         save_probabilities=True, overwrite=True,
+                                         num_processes_preprocessing=processes[0],
+                                         num_processes_segmentation_export=processes[1])
     finally:
         log.close()
     return folder
+
+
+@contextlib.contextmanager
+def _count_finished(folder: Path, cases: list[str], on_done: Callable[[int], None] | None) -> Iterator[None]:
+    """While the body runs, report cases whose probabilities file appeared (nnU-Net writes the ``.pkl`` after
+    the ``.npz``), every half second from a thread; the rest when the body ends."""
+    if on_done is None:
+        yield
+        return
+    stop, reported = threading.Event(), 0
+
+    def report() -> None:
+        nonlocal reported
+        finished = sum((folder / f"{case}.pkl").is_file() for case in cases)
+        if finished > reported:
+            on_done(finished - reported)
+            reported = finished
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            report()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        report()
