@@ -86,6 +86,91 @@ def _table(title: str, times: dict[str, list[float]], scale: float, unit: str) -
     print()
 
 
+def configure_environment(work: str, device: str, compile_network: bool = True) -> None:
+    """nnU-Net's folders under ``work`` and its worker/compile variables; call before importing nnunetv2.
+
+    CPU, or ``compile_network=False``: ``nnUNet_compile=0``; else the variable is removed, which is nnU-Net's
+    default (compile on CUDA).
+    """
+    for key in ("raw", "preprocessed", "results"):
+        os.makedirs(os.path.join(work, key), exist_ok=True)
+        os.environ[f"nnUNet_{key}"] = os.path.join(work, key)
+    os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+    if device == "cpu" or not compile_network:
+        os.environ["nnUNet_compile"] = "0"
+    else:
+        os.environ.pop("nnUNet_compile", None)
+
+
+def build_trainers(dataset_id: int, size: int, cases: int, device: torch.device) -> dict:
+    """Write and plan a synthetic 2D dataset; return {name: trainer} for the stock and the T-Loss trainer, both
+    initialised (network, optimisers, compile when nnU-Net's rule says so) and at the start of an epoch."""
+    # Imported here: nnU-Net reads its environment when first imported.
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
+    from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
+
+    write_synthetic_dataset(os.environ["nnUNet_raw"], dataset_id, "2d", num_train=cases, num_test=0, size=size)
+    plan_and_preprocess(dataset_id, ("2d",))
+    trainers = {}
+    for cls in (nnUNetTrainer, nnUNetTrainerTLoss):
+        torch.manual_seed(0)
+        trainer = make_trainer(cls, dataset_id, "2d", 0, device)
+        trainer.on_train_start()
+        trainer.on_train_epoch_start()
+        trainers[cls.__name__] = trainer
+    return trainers
+
+
+def time_train_steps(trainers: dict, batches: list, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of ``train_step`` per trainer on the same batches, interleaved (the first ``warmup`` untimed)."""
+    return _interleaved(list(trainers), lambda name, batch: trainers[name].train_step(batch), batches, warmup,
+                        device, "interleaved train_step")
+
+
+def time_losses(trainers: dict, batches: list, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each trainer's loss forward + backward on the same detached network outputs, interleaved."""
+    stock = next(iter(trainers.values()))
+    with torch.no_grad(), _autocast(device):
+        outputs = [stock.network(b["data"].to(device)) for b in batches[:10]]
+    targets = [[t.to(device) for t in b["target"]] for b in batches[:10]]
+
+    def loss_step(name: str, index: int) -> None:
+        out = [o.detach().clone().requires_grad_(True) for o in outputs[index % len(outputs)]]
+        with _autocast(device):
+            value = trainers[name].loss(out, targets[index % len(outputs)])
+        value.backward()
+
+    return _interleaved(list(trainers), loss_step, list(range(len(batches) * 5)), warmup, device,
+                        "interleaved loss fwd+bwd")
+
+
+def peak_step_memory(trainers: dict, batch: dict, device: torch.device) -> dict[str, int | None]:
+    """Peak CUDA memory (bytes, ``max_memory_allocated``) of one ``train_step`` per trainer; None off CUDA."""
+    peaks: dict[str, int | None] = {}
+    for name, trainer in trainers.items():
+        if device.type != "cuda":
+            peaks[name] = None
+            continue
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        trainer.train_step(batch)
+        torch.cuda.synchronize(device)
+        peaks[name] = torch.cuda.max_memory_allocated(device)
+    return peaks
+
+
+def summarize(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per trainer: median, minimum, ratio of medians and median paired ratio to the first (stock) trainer."""
+    base = next(iter(times.values()))
+    return {name: {"median_s": statistics.median(values), "min_s": min(values),
+                   "ratio_of_medians": statistics.median(values) / statistics.median(base),
+                   "median_paired_ratio": statistics.median(v / b for v, b in zip(values, base))}
+            for name, values in times.items()}
+
+
 def main() -> int:
     args = _parse()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -94,53 +179,15 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="tloss_overhead_")
-    for key in ("raw", "preprocessed", "results"):
-        os.makedirs(os.path.join(work, key))
-        os.environ[f"nnUNet_{key}"] = os.path.join(work, key)
-    os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
-    if args.device == "cpu" or args.no_compile:
-        os.environ["nnUNet_compile"] = "0"
-    else:
-        os.environ.pop("nnUNet_compile", None)  # nnU-Net's default on CUDA: compile
-
-    # Imported after the environment is set: nnU-Net reads it when trainers are built.
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
-    from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
-    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
-
-    dataset_id = 990
-    write_synthetic_dataset(os.environ["nnUNet_raw"], dataset_id, "2d", num_train=args.cases, num_test=0,
-                            size=args.size)
-    plan_and_preprocess(dataset_id, ("2d",))
+    configure_environment(work, args.device, compile_network=not args.no_compile)
     device = torch.device(args.device)
-    trainers = {}
-    for cls in (nnUNetTrainer, nnUNetTrainerTLoss):
-        torch.manual_seed(0)
-        trainer = make_trainer(cls, dataset_id, "2d", 0, device)
-        trainer.on_train_start()
-        trainer.on_train_epoch_start()
-        trainers[cls.__name__] = trainer
+    trainers = build_trainers(990, args.size, args.cases, device)
     stock = trainers["nnUNetTrainer"]
     batches = [next(stock.dataloader_train) for _ in range(args.warmup + args.iters)]
+    step_times = time_train_steps(trainers, batches, args.warmup, device)
+    loss_times = time_losses(trainers, batches, args.warmup, device)
+    peaks = peak_step_memory(trainers, batches[0], device)
     names = list(trainers)
-    step_times = _interleaved(names, lambda name, batch: trainers[name].train_step(batch), batches, args.warmup,
-                              device, "interleaved train_step")
-
-    # Loss alone: the same network outputs (detached, requiring grad) through each trainer's loss + backward.
-    with torch.no_grad(), _autocast(device):
-        outputs = [stock.network(b["data"].to(device)) for b in batches[:10]]
-    targets = [[t.to(device) for t in b["target"]] for b in batches[:10]]
-
-    def loss_step(name: str, index: int) -> None:
-        out = [o.detach().clone().requires_grad_(True) for o in outputs[index % 10]]
-        with _autocast(device):
-            value = trainers[name].loss(out, targets[index % 10])
-        value.backward()
-
-    loss_times = _interleaved(names, loss_step, list(range(len(batches) * 5)), args.warmup, device,
-                              "interleaved loss fwd+bwd")
 
     plans = stock.configuration_manager
     print(f"\ndevice {args.device} (torch threads {torch.get_num_threads()}, load average "
@@ -151,6 +198,8 @@ def main() -> int:
            scale=1.0, unit="s")
     _table(f"loss forward + backward only ({len(loss_times[names[0]])} timed calls each, interleaved)", loss_times,
            scale=1e3, unit="ms")
+    if device.type == "cuda":
+        print("peak memory of one train_step: " + ", ".join(f"{n} {b / 2**20:.0f} MiB" for n, b in peaks.items()))
     print(f"\nfinal nu of nnUNetTrainerTLoss: {trainers['nnUNetTrainerTLoss'].tloss.nu:.5f}")
     if args.keep:
         print(f"(work folder kept: {work})")

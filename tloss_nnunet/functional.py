@@ -180,10 +180,12 @@ def loss_from_sums(
     if normalize:
         nll = nll / count.clamp(min=1).to(nll.dtype)
     if mean_weight_cap is not None:
+        # Mean over the samples with D_b > 0, written without a data-dependent branch or boolean indexing (so
+        # torch.compile traces it in one graph): no such sample gives a mean of 0, i.e. a divisor of 1.
         valid = count > 0
-        if valid.any():
-            mean_weight = t_weights_from_sums(sum_sq, count, log_nu, log_precision, epsilon)[valid].mean()
-            nll = nll / torch.clamp(mean_weight / mean_weight_cap, min=1.0).to(nll.dtype)
+        weights = t_weights_from_sums(sum_sq, count, log_nu, log_precision, epsilon)
+        mean_weight = torch.where(valid, weights, 0).sum() / valid.sum().clamp(min=1)
+        nll = nll / torch.clamp(mean_weight / mean_weight_cap, min=1.0).to(nll.dtype)
     reduction = LossReduction(reduction)
     if reduction == LossReduction.MEAN:
         return nll.mean()

@@ -16,7 +16,7 @@ import torch
 from torch.nn.modules.loss import _Loss
 
 from tloss_nnunet.functional import compute_dtype, loss_from_sums, t_loss, t_nll_from_sums
-from tloss_nnunet.fused import SoftmaxLabelSumSq
+from tloss_nnunet.fused import label_sum_sq
 
 if TYPE_CHECKING:
     from monai.utils import LossReduction
@@ -273,7 +273,7 @@ class TLoss(_Loss):
         n_included = logits.shape[1] - first_channel
         dtype = compute_dtype(logits)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            sum_sq = SoftmaxLabelSumSq.apply(logits, labels, valid, first_channel)
+            sum_sq = label_sum_sq(logits, labels, valid, first_channel)
             if valid is None:
                 count = torch.full_like(sum_sq, math.prod(logits.shape[2:]) * n_included, dtype=dtype)
             else:
