@@ -8,6 +8,8 @@ predictor per fold (probabilities kept, reused on a re-run) -> per-case scores a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +41,8 @@ def _reader(model: AuditedModel):
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 
     example = next(iter(model.cases.values()))["images"][0]
-    return determine_reader_writer_from_dataset_json(model.dataset_json, example)()
+    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net announces its choice on stdout
+        return determine_reader_writer_from_dataset_json(model.dataset_json, example)()
 
 
 def _default_rank(losses: dict[int, FoldLoss]) -> str:

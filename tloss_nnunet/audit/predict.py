@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -59,7 +60,7 @@ def read_probabilities(folder: Path, case: str) -> np.ndarray | None:
     try:
         with np.load(folder / f"{case}.npz") as data:
             return np.asarray(data["probabilities"])
-    except (OSError, KeyError, ValueError, EOFError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
 
 
