@@ -81,7 +81,7 @@ def test_ranking_puts_the_wrong_label_first_by_every_score():
     cases = [(f"ok{i}", prediction, label) for i in range(3)] + [("flipped", prediction, 1 - label)]
     for name in ("tloss_nll", "tloss_weight", "mse", "one_minus_dice"):
         assert score_cases(cases, nu=0.3, rank_by=name)[0].case == "flipped", name
-    assert score_cases(cases)[0].case == "flipped"  # no nu: ranked by mse
+    assert score_cases(cases)[0].case == "flipped"  # the default ranking, no nu needed
     ranked = score_cases(cases, nu=0.3, rank_by="tloss_weight")
     assert suspicion(ranked[0], "tloss_weight") > suspicion(ranked[1], "tloss_weight")
     assert ranked[0].tloss_weight < ranked[1].tloss_weight  # small weight = suspect

@@ -52,7 +52,7 @@ def _rows(out) -> list[dict]:
 def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env):
     out = audited["root"] / "audit"
     stdout = cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
-    assert "by tloss_nll" in stdout
+    assert "by one_minus_dice" in stdout
     rows = _rows(out)
     assert [r["rank"] for r in rows] == [str(i) for i in range(1, 9)]
     assert rows[0]["case"] == audited["wrong_case"]
@@ -70,26 +70,28 @@ def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env
 
 def test_rerun_reuses_predictions_and_repairs_a_damaged_one(audited, nnunet_env):
     out = audited["root"] / "audit_rerun"
-    cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    stdout = cli(["suspects", audited["model"], "-o", str(out), "--rank-by", "tloss_nll", *audited["base"]])
+    assert "by tloss_nll" in stdout
+    assert _rows(out)[0]["case"] == audited["wrong_case"]
     first = (out / "suspects.csv").read_text()
     npz = sorted((out / "predictions" / "fold_0").glob("*.npz"))
     stamps = {p: p.stat().st_mtime_ns for p in npz}
     npz[0].write_bytes(npz[0].read_bytes()[:50])  # an interrupted write
-    cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    cli(["suspects", audited["model"], "-o", str(out), "--rank-by", "tloss_nll", *audited["base"]])
     assert (out / "suspects.csv").read_text() == first
     assert npz[0].stat().st_mtime_ns != stamps[npz[0]]
     assert all(p.stat().st_mtime_ns == stamps[p] for p in npz[1:])
 
 
-def test_stock_model_is_audited_by_mse(audited, nnunet_env):
+def test_stock_model_has_no_tloss_scores(audited, nnunet_env, capsys):
     stock_parent = audited["root"] / "stock_results" / os.path.basename(audited["raw"])
     cli(["export-stock", audited["model"], str(stock_parent), "--quiet"])
-    out = audited["root"] / "audit_stock"
-    stdout = cli(["suspects", str(stock_parent / "nnUNetTrainer__nnUNetPlans__2d"), "-o", str(out),
-                  *audited["base"]])
-    assert "by mse" in stdout
+    model, out = str(stock_parent / "nnUNetTrainer__nnUNetPlans__2d"), audited["root"] / "audit_stock"
+    assert "by mse" in cli(["suspects", model, "-o", str(out), "--rank-by", "mse", *audited["base"]])
     rows = _rows(out)
-    assert rows[0]["case"] == audited["wrong_case"] and rows[0]["tloss_nll"] == ""
+    assert rows[0]["case"] == audited["wrong_case"] and rows[0]["tloss_nll"] == "" and rows[0]["mse"] != ""
+    assert main(["suspects", model, "-o", str(out), "--rank-by", "tloss_weight", *audited["base"]]) == 2
+    assert "needs nu" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -104,6 +106,7 @@ def test_bad_inputs_give_one_line(audited, nnunet_env, capsys, args, message):
     assert main(["suspects", *args(audited), "-device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not os.path.exists("x")  # a refused audit creates no output folder
 
 
 def test_missing_dataset_and_cuda_are_refused(audited, nnunet_env, capsys, monkeypatch):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model
 from tloss_nnunet.audit.predict import FoldLoss, fold_loss, predict_cases, prediction_folder, read_probabilities
 from tloss_nnunet.audit.report import GalleryCase, middle_slice, write_csv, write_gallery, write_markdown
-from tloss_nnunet.audit.scores import CaseScores, case_scores, rank
+from tloss_nnunet.audit.scores import DEFAULT_RANKING, CaseScores, case_scores, rank
 from tloss_nnunet.errors import InputError
 
 __all__ = ["AuditResult", "audit_model"]
@@ -45,8 +45,8 @@ def _reader(model: AuditedModel):
         return determine_reader_writer_from_dataset_json(model.dataset_json, example)()
 
 
-def _default_rank(losses: dict[int, FoldLoss]) -> str:
-    return "tloss_nll" if all(loss.nu is not None for loss in losses.values()) else "mse"
+def _has_nu(losses: dict[int, FoldLoss]) -> bool:
+    return all(loss.nu is not None for loss in losses.values())
 
 
 def _gallery_image(image: np.ndarray) -> np.ndarray:
@@ -63,8 +63,8 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
                 progress: bool = True) -> AuditResult:
     """Score every training case of ``model_folder`` and write the audit into ``out_dir`` (see the module).
 
-    ``rank_by``: a score name of :data:`~tloss_nnunet.audit.scores.SCORE_NAMES`; default ``tloss_nll`` for a
-    T-Loss model (every audited fold has nu), else ``mse``. ``top_k`` cases go into the gallery and the summary.
+    ``rank_by``: a score name of :data:`~tloss_nnunet.audit.scores.SCORE_NAMES` (the ``tloss_*`` ones need a
+    T-Loss model); default :data:`~tloss_nnunet.audit.scores.DEFAULT_RANKING`. ``top_k`` cases go into the gallery and the summary.
     """
     model = load_model(model_folder, folds, checkpoint_name, raw_folder, splits_file)
     if model.has_regions:
@@ -81,13 +81,13 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
             raise InputError("CUDA is not available on this machine; pass -device cpu")
     if top_k < 0:
         raise InputError(f"top-k must be >= 0, got {top_k}")
-    out.mkdir(parents=True, exist_ok=True)
     assignments = assign_folds(model)
     losses = {fold: fold_loss(model, fold) for fold in model.folds}
-    rank_by = rank_by or _default_rank(losses)
-    if rank_by.startswith("tloss") and _default_rank(losses) != "tloss_nll":
+    rank_by = rank_by or DEFAULT_RANKING
+    if rank_by.startswith("tloss") and not _has_nu(losses):
         raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
                          "one_minus_dice")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused audit leaves nothing behind
 
     with tqdm(total=len(assignments), desc="predicting", unit="case", disable=not progress) as bar:
         for fold in model.folds:
