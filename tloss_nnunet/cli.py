@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit code."""
     args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: args.func(args), f"tloss-nnunet {args.command}")
+    # OSError: the machine's side (disk full, permissions, a folder where a file is expected): one line, exit 1.
+    return exit_code_of(lambda: args.func(args), f"tloss-nnunet {args.command}", failures=(OSError,),
+                        last_words=argv is None)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from tloss_nnunet.interrupts import ignore_interrupts
+
 __all__ = ["InputError", "exit_code_of"]
 
 
@@ -13,11 +15,13 @@ class InputError(ValueError):
 
 
 def exit_code_of(action: Callable[[], int | None], prog: str, *, interrupted: str = "interrupted",
-                 failures: tuple[type[Exception], ...] = ()) -> int:
+                 failures: tuple[type[Exception], ...] = (), last_words: bool = False) -> int:
     """Run ``action`` and turn the outcome into a command's exit code, messages on stderr.
 
     0 (or ``action``'s own code) on success; 2 for :class:`InputError` (``"<prog>: error: ..."``); 1 for one of
     ``failures`` (``"<prog>: failed: ..."``); 130 on Ctrl-C. Anything else is a bug and keeps its traceback.
+    ``last_words``: the process ends right after (the command line), so after Ctrl-C further ones are ignored:
+    a repeat cannot interrupt the exit itself with a traceback.
     """
     try:
         return int(action() or 0)
@@ -28,5 +32,7 @@ def exit_code_of(action: Callable[[], int | None], prog: str, *, interrupted: st
         print(f"{prog}: failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+        if last_words:
+            ignore_interrupts()
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
