@@ -19,15 +19,14 @@ def _repeated(values: Sequence[float]) -> list[float]:
 
 
 def grid_problems(alphas: Sequence[float], betas: Sequence[float]) -> list[str]:
-    """Every problem with the grid: no value, a value out of range, a value given twice.
+    """Every problem with the grid: a value out of range, a value given twice.
 
     Repeats are refused rather than dropped: ``--alpha 0.5 0.5`` is more likely a typo for another value than
-    a wish for one setting.
+    a wish for one setting. An empty list is no problem here (``convert`` then writes the clean dataset only;
+    ``noise`` needs a setting and says so).
     """
     problems: list[str] = []
     for option, values, check in (("--alpha", alphas, alpha_problem), ("--beta", betas, beta_problem)):
-        if not values:
-            problems.append(f"{option} needs at least one value")
         problems += [problem for value in dict.fromkeys(values) if (problem := check(value))]
         problems += [f"{option} lists {value:g} more than once" for value in dict.fromkeys(_repeated(values))]
     return problems
