@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print("total: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in records], indent=1) + "\n")
-    bad = {k: v for k, v in counts.items() if k not in ("injected", "landed", "max_linger_s") and v}
+    bad = {k: v for k, v in counts.items() if k not in ("injected", "landed", "took_effect", "max_linger_s") and v}
     return 1 if bad else 0
 
 
