@@ -172,3 +172,18 @@ def test_a_stopped_pool_does_not_wait_for_running_tasks():
     assert time.perf_counter() - started < 25
     assert all(f.done() for f in futures)
     assert any(f.cancelled() for f in futures)
+
+
+def test_an_error_caused_by_ctrl_c_is_reported_as_the_interrupt(capsys):
+    from tloss_nnunet.errors import exit_code_of
+
+    def import_cut_short():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("cannot load module more than once per process")  # what torch then raises
+
+    assert exit_code_of(import_cut_short, "tloss-nnunet export-stock") == 130
+    assert capsys.readouterr().err == "tloss-nnunet export-stock: interrupted\n"
+    with pytest.raises(ImportError):
+        exit_code_of(lambda: __import__("no_such_module_here"), "x")  # a plain bug keeps its traceback

@@ -124,6 +124,12 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
 class _PolicyPool(ProcessPoolExecutor):
     """A process pool whose ``with`` block waits for the workers on success and stops them on any exception."""
 
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        # The first submit starts the workers: Ctrl-C must not land between starting one and registering it
+        # (an unregistered worker would outlive stop_pool and fail loudly on the queues it closed).
+        with deferred_interrupts():
+            return super().submit(fn, *args, **kwargs)
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
             stop_pool(self)
