@@ -35,7 +35,9 @@ from tloss_nnunet.converters.publish import (
 )
 from tloss_nnunet.converters.staging import CaseOutcome, NoiseJob, StagingJob, prepare_staging, run_jobs
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.interrupts import deferred_interrupts
 from tloss_nnunet.noise import plan_noise
+from tloss_nnunet.owners import OwnerLock
 
 #: Hidden folder under the output root that holds staging areas (one per family and fingerprint).
 STAGING_ROOT = ".tloss_staging"
@@ -53,6 +55,7 @@ class ConversionReport:
         seconds: wall time per stage (``staging``, ``publishing``, ``verifying`` = nnU-Net's check,
             ``total``).
         installed_splits: where ``--install-splits`` copied ``splits_final.json``.
+        repaired: completed datasets whose files went missing or changed since, written again.
     """
 
     family: str
@@ -62,6 +65,7 @@ class ConversionReport:
     resumed_cases: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     installed_splits: list[Path] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         """Multi-line human-readable summary, ending with the nnU-Net commands to run next."""
@@ -77,6 +81,8 @@ class ConversionReport:
             lines.append(f"skipped {len(self.skipped)} image(s) without a mask: {shown}")
         if self.color_converted:
             lines.append(f"{self.color_converted} image(s) stored as colour were converted to one grey channel")
+        if self.repaired:
+            lines.append("written again (files went missing or changed since): " + ", ".join(self.repaired))
         if self.resumed_cases:
             lines.append(f"resumed: {self.resumed_cases} case(s) were already done by an interrupted run")
         if self.seconds:
@@ -106,7 +112,7 @@ def _up_to_date(ds: DatasetSpec, raw: Path) -> PublishedDataset:
         for line in log.read_text().splitlines()[1:]:
             kind = line.split("\t")[1]
             kinds[kind] = kinds.get(kind, 0) + 1
-    meta = json.loads((raw / ds.name / "dataset.json").read_text())
+    meta = json.loads((raw / ds.name / "dataset.json").read_text())  # readable: folder_state checked it
     return PublishedDataset(ds.dataset_id, ds.name, raw / ds.name, meta["numTraining"],
                             meta.get("numTest", 0), kinds, "up to date")
 
@@ -143,22 +149,28 @@ def convert_family(
     datasets = spec.datasets()
     _refuse_problems(spec, raw, datasets, list(input_problems or []), overwrite, workers, progress)
     report = ConversionReport(spec.family, [], skipped=list(spec.skipped))
-    todo = [ds for ds in datasets if folder_state(raw / ds.name, ds.fingerprint) != "complete"]
+    states = {ds.name: folder_state(raw / ds.name, ds.fingerprint) for ds in datasets}
+    report.repaired = [name for name, state in states.items() if state == "damaged"]
+    todo = [ds for ds in datasets if states[ds.name] != "complete"]
     published: dict[str, PublishedDataset] = {}
     if todo:
-        staging, outcomes = _stage(spec, raw, todo, workers, progress)
-        report.seconds["staging"] = time.perf_counter() - started
-        report.resumed_cases = sum(o.resumed for o in outcomes)
-        report.color_converted = sum(o.stored_color for o in outcomes) if not spec.color else 0
-        by_case = {o.case_id: o for o in outcomes}
-        for ds in todo:
-            published[ds.name] = publish_dataset(spec, ds, raw, staging, by_case, verify, workers, progress)
-        shutil.rmtree(staging)
+        raw_existed = raw.exists()
+        staging, lock = _staging_folder(spec, raw)
+        try:
+            outcomes = _stage(spec, raw, staging, raw_existed, todo, workers, progress)
+            report.seconds["staging"] = time.perf_counter() - started
+            report.resumed_cases = sum(o.resumed for o in outcomes)
+            report.color_converted = sum(o.stored_color for o in outcomes) if not spec.color else 0
+            by_case = {o.case_id: o for o in outcomes}
+            for ds in todo:
+                published[ds.name] = publish_dataset(spec, ds, raw, staging, by_case, verify, workers, progress)
+        finally:
+            lock.release()
         verifying = sum(ds.verify_seconds for ds in published.values())
         report.seconds["publishing"] = time.perf_counter() - started - report.seconds["staging"] - verifying
         if verify:
             report.seconds["verifying"] = verifying
-        _remove_empty(raw / STAGING_ROOT)
+    _remove_finished_staging(spec, raw)  # also what a run interrupted while removing it left
 
     report.datasets = [published.get(ds.name) or _up_to_date(ds, raw) for ds in datasets]
     if preprocessed is not None:
@@ -182,14 +194,12 @@ def _refuse_problems(spec: FamilySpec, raw: Path, datasets: list[DatasetSpec], i
                                                           "(inputs not read yet)"))
 
 
-def _stage(spec: FamilySpec, raw: Path, todo: list[DatasetSpec], workers: int,
-           progress: bool) -> tuple[Path, list[CaseOutcome]]:
-    """Stage 2: decode, resize and corrupt every case once into the staging folder; (folder, outcomes).
+def _stage(spec: FamilySpec, raw: Path, staging: Path, raw_existed: bool, todo: list[DatasetSpec], workers: int,
+           progress: bool) -> list[CaseOutcome]:
+    """Stage 2: decode, resize and corrupt every case once into the staging folder; the outcomes.
 
     An input problem removes the staging folder (and folders this run created) and raises one InputError.
     """
-    raw_existed = raw.exists()
-    staging = _staging_folder(spec, raw)
     noisy = [ds.setting for ds in todo if ds.setting is not None]
     prepare_staging(staging, [s.short for s in noisy])
     plans = {s.short: plan_noise(spec.training_ids, s, seed=spec.seed) for s in noisy}
@@ -207,19 +217,41 @@ def _stage(spec: FamilySpec, raw: Path, todo: list[DatasetSpec], workers: int,
         if not raw_existed:
             _remove_empty(raw)
         raise InputError(format_problems(problems, f"{spec.family}: nothing was written"))
-    return staging, outcomes
+    return outcomes
 
 
-def _staging_folder(spec: FamilySpec, raw: Path) -> Path:
+def _staging_folder(spec: FamilySpec, raw: Path) -> tuple[Path, OwnerLock]:
     """The staging folder for these inputs and options (noise settings aside: each setting has its
-    own subfolder and each case record says which settings it holds). Staging folders of the same
-    family with another fingerprint are leftovers of runs with other inputs and are removed."""
+    own subfolder and each case record says which settings it holds), created and locked by this run.
+
+    Staging folders of the same family with another fingerprint are leftovers of runs with other inputs and
+    are removed, unless a live run holds them (:mod:`tloss_nnunet.owners`). A live run holding this very
+    folder is refused: two runs must not write the same cases.
+    """
     digest = spec.fingerprint(())[:16]
     root = raw / STAGING_ROOT
     for old in root.glob(f"{spec.family}-*") if root.is_dir() else []:
-        if old.name != f"{spec.family}-{digest}":
+        if old.name != f"{spec.family}-{digest}" and (other := OwnerLock.try_acquire(old)) is not None:
             shutil.rmtree(old)
-    return root / f"{spec.family}-{digest}"
+            other.release()
+    staging = root / f"{spec.family}-{digest}"
+    staging.mkdir(parents=True, exist_ok=True)
+    lock = OwnerLock.try_acquire(staging)
+    if lock is None:
+        raise InputError(f"another tloss-nnunet convert of the same inputs is writing into {raw}; "
+                         "let it finish (or stop it) first")
+    return staging, lock
+
+
+def _remove_finished_staging(spec: FamilySpec, raw: Path) -> None:
+    """Every dataset is complete: this family's staging folders are no longer needed (a live run's excepted)."""
+    root = raw / STAGING_ROOT
+    with deferred_interrupts():  # a Ctrl-C now would only leave a half-removed folder for the next run
+        for staging in sorted(root.glob(f"{spec.family}-*")) if root.is_dir() else []:
+            if (lock := OwnerLock.try_acquire(staging)) is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+                lock.release()
+        _remove_empty(root)
 
 
 def _remove_empty(folder: Path) -> None:

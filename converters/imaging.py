@@ -15,11 +15,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tloss_nnunet.converters.native_stderr import captured_native_stderr, jpeg_corruption
+
 # EXIF orientation is ignored, as skimage/PIL (the reference's readers) do; rotating the photo
 # but not its mask would misalign them.
 _COLOR_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _UNCHANGED_FLAGS = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
 _GRAY_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+_JPEG_START = b"\xff\xd8"
 
 
 class DecodeError(ValueError):
@@ -30,7 +33,14 @@ def _decode(data: bytes, flags: int) -> np.ndarray:
     if not data:
         raise DecodeError("empty file")
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        if data[:2] == _JPEG_START:  # libjpeg only warns about damaged data: catch its warnings
+            with captured_native_stderr() as messages:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            corruption = jpeg_corruption(messages)
+            if corruption:
+                raise DecodeError(f"corrupt JPEG (libjpeg: {corruption})")
+        else:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as err:  # raised for some malformed headers instead of returning None
         raise DecodeError("unreadable or corrupt image") from err
     if image is None or image.size == 0:

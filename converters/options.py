@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tloss_nnunet.converters.plan import noise_settings, option_problems, output_roots
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.noise.options import workers_problem
 from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS, NoiseSetting
 from tloss_nnunet.workers import default_workers
 
@@ -65,6 +66,7 @@ class ConversionOptions:
         """Validate everything that needs no input file; raise one :class:`InputError` listing every problem."""
         settings, problems = noise_settings(list(self.alphas), list(self.betas))
         problems += option_problems(self.size, self.first_id, len(settings) + 1)
+        problems += [p for p in (workers_problem(self.workers),) if p]  # the check `noise` makes too
         raw_path, preprocessed = output_roots(raw, self.install_splits, problems)
         if problems:
             raise InputError("\n".join(problems))

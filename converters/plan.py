@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tloss_nnunet.atomic import output_folder_problem
 from tloss_nnunet.converters.sources import Source
 from tloss_nnunet.noise import NoiseSetting
+from tloss_nnunet.noise.options import noise_grid
 
 #: Bump when the bytes written for the same inputs and options change (invalidates resumption).
 FORMAT_VERSION = 1
@@ -122,27 +124,26 @@ class FamilySpec:
 
 
 def noise_settings(alphas: list[float], betas: list[float]) -> tuple[tuple[NoiseSetting, ...], list[str]]:
-    """Build the settings grid in the reference order (alpha outer, beta inner), duplicates dropped.
+    """Build the settings grid in the reference order (alpha outer, beta inner) with the checks the ``noise``
+    command makes too (:func:`~tloss_nnunet.noise.options.noise_grid`: ranges, repeated values refused).
 
-    Returns ``(settings, problems)``; a value outside the protocol's range or one that is not a
-    multiple of 0.1 (so it has no two-digit dataset name) is a problem, not an exception.
+    Returns ``(settings, problems)``; a value that is not a multiple of 0.1 (so it has no two-digit dataset
+    name) is a problem as well, not an exception.
     """
-    settings: list[NoiseSetting] = []
-    problems: list[str] = []
-    for alpha in dict.fromkeys(alphas):
-        for beta in dict.fromkeys(betas):
-            try:
-                setting = NoiseSetting(alpha=alpha, beta=beta)
-                setting.short  # noqa: B018 - raises for values without a two-digit name
-            except ValueError as err:
-                problems.append(f"noise setting alpha={alpha:g}, beta={beta:g}: {err}")
-                continue
-            if any(s.short == setting.short for s in settings):
-                problems.append(f"noise setting alpha={alpha:g}, beta={beta:g} has the same name "
-                                f"{setting.short!r} as an earlier one")
-                continue
-            settings.append(setting)
-    return tuple(settings), problems
+    settings, problems = noise_grid(alphas, betas)
+    named: list[NoiseSetting] = []
+    for setting in settings:
+        try:
+            setting.short  # noqa: B018 - raises for values without a two-digit name
+        except ValueError as err:
+            problems.append(f"noise setting alpha={setting.alpha:g}, beta={setting.beta:g}: {err}")
+            continue
+        if any(s.short == setting.short for s in named):
+            problems.append(f"noise setting alpha={setting.alpha:g}, beta={setting.beta:g} has the same name "
+                            f"{setting.short!r} as an earlier one")
+            continue
+        named.append(setting)
+    return tuple(named), problems
 
 
 def dataset_id_problems(first_id: int, count: int) -> list[str]:
@@ -169,11 +170,15 @@ def output_roots(raw: str | os.PathLike | None, install_splits: bool,
     raw_value = raw if raw is not None else os.environ.get("nnUNet_raw")
     if not raw_value:
         problems.append("no output folder: pass --out or set nnUNet_raw")
+    elif unusable := output_folder_problem(raw_value):
+        problems.append(unusable)
     preprocessed = None
     if install_splits:
         value = os.environ.get("nnUNet_preprocessed")
         if not value:
             problems.append("--install-splits needs the environment variable nnUNet_preprocessed")
+        elif unusable := output_folder_problem(value):
+            problems.append(unusable)
         else:
             preprocessed = Path(value)
     return Path(raw_value or "."), preprocessed

@@ -21,12 +21,17 @@ from tqdm import tqdm
 from tloss_nnunet import atomic
 from tloss_nnunet.converters.plan import DatasetSpec, FamilySpec
 from tloss_nnunet.converters.staging import CaseOutcome, image_path, label_path, noisy_label_path
+from tloss_nnunet.workers import pools_follow_policy
 
 MARKER = ".tloss_convert.json"
 
-#: absent/empty: write; resume: our unfinished folder; complete: ours and done;
-#: stale: ours but for other inputs/options; foreign: somebody else's content.
-FolderState = Literal["absent", "empty", "resume", "complete", "stale", "foreign"]
+#: absent/empty: write; resume: our unfinished folder; complete: ours, done and intact; damaged: ours and done,
+#: but files went missing or changed since (written again); stale: ours but for other inputs/options;
+#: foreign: somebody else's content.
+FolderState = Literal["absent", "empty", "resume", "complete", "damaged", "stale", "foreign"]
+
+#: The case folders of a dataset; the marker lists every file it wrote there.
+CASE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 
 
 class IntegrityCheckFailed(RuntimeError):
@@ -47,8 +52,35 @@ def folder_state(folder: Path, fingerprint: str) -> FolderState:
         return "foreign"
     if marker.get("fingerprint") != fingerprint:
         return "stale"
-    complete = marker.get("complete") and (folder / "dataset.json").is_file()
-    return "complete" if complete else "resume"
+    if not marker.get("complete"):
+        return "resume"
+    return "complete" if _intact(folder, marker) else "damaged"
+
+
+def _intact(folder: Path, marker: dict) -> bool:
+    """A completed folder still holds what was written: a readable ``dataset.json`` whose ``numTraining`` matches
+    the training cases, and every file the marker lists with its size (markers of older versions list none)."""
+    try:
+        meta = json.loads((folder / "dataset.json").read_text())
+        num_training = int(meta["numTraining"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    if not all(len(_case_files(folder / sub)) == num_training for sub in ("imagesTr", "labelsTr")):
+        return False
+    recorded = marker.get("files")
+    return recorded is None or _file_sizes(folder) == recorded
+
+
+def _case_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    """``relative path -> size`` of every file in the case folders and of the json/tsv files beside them."""
+    files = [p for sub in CASE_FOLDERS for p in _case_files(folder / sub)]
+    files += [folder / name for name in ("dataset.json", "splits_final.json", "noise_log.tsv")
+              if (folder / name).is_file()]
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in files}
 
 
 def destination_problems(raw: Path, datasets: list[DatasetSpec], overwrite: bool) -> list[str]:
@@ -143,7 +175,7 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
             shutil.rmtree(folder)
         else:
             folder.unlink()
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+    for sub in CASE_FOLDERS:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     atomic.remove_temporaries(folder)
     atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": False})
@@ -169,6 +201,9 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
         how = atomic.link_or_copy(src, dst)
         result.linked += how in ("link", "present")
         result.copied += how == "copy"
+    wanted = {dst for _, dst in pairs}
+    for stray in [p for sub in CASE_FOLDERS for p in _case_files(folder / sub) if p not in wanted]:
+        stray.unlink()  # our folder: a file that is no case of this family was put there since
 
     atomic.write_json(folder / "splits_final.json", spec.splits)
     if ds.setting is not None:
@@ -178,16 +213,18 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
         started = time.perf_counter()
         verify_integrity(folder, workers)
         result.verify_seconds = time.perf_counter() - started
-    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": True})
+    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": True,
+                                        "files": _file_sizes(folder)})
     return result
 
 
 def verify_integrity(folder: Path, workers: int) -> None:
     """Run nnU-Net's ``verify_dataset_integrity`` on ``folder``; raise :class:`IntegrityCheckFailed`."""
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    from nnunetv2.experiment_planning import verify_dataset_integrity as check
 
     try:
-        verify_dataset_integrity(str(folder), num_processes=max(1, workers))
+        with pools_follow_policy(check):  # its spawn workers must not outlive a killed command either
+            check.verify_dataset_integrity(str(folder), num_processes=max(1, workers))
     except Exception as err:  # nnU-Net signals failures with assert / RuntimeError / FileNotFoundError
         raise IntegrityCheckFailed(f"nnU-Net's integrity check failed for {folder}: {err}") from err
 

@@ -191,8 +191,8 @@ def _init_worker() -> None:
 def run_jobs(jobs: list[StagingJob], workers: int, description: str, progress: bool = True) -> list[CaseOutcome]:
     """Run :func:`process_case` over ``jobs`` (in-process when ``workers <= 1``), with a progress bar.
 
-    Returns the outcomes in job order. Pending work is cancelled if one job raises (a bug, not an
-    input problem: those are returned as ``CaseOutcome.problems``).
+    Returns the outcomes in job order. Pending work is cancelled and the workers stopped if one job raises (a
+    bug, not an input problem: those are returned as ``CaseOutcome.problems``) or the run is interrupted.
     """
     outcomes: list[CaseOutcome | None] = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=description, unit="case", disable=not progress or not jobs)
@@ -203,15 +203,12 @@ def run_jobs(jobs: list[StagingJob], workers: int, description: str, progress: b
                 bar.update()
         else:
             # The project's pool policy (tloss_nnunet.workers): fork server, this module preloaded.
+            # Leaving the block with an exception (Ctrl-C included) cancels the rest and stops the workers.
             with process_pool(workers, initializer=_init_worker, preload=[__name__]) as pool:
                 futures = {pool.submit(process_case, job): index for index, job in enumerate(jobs)}
-                try:
-                    for future in as_completed(futures):
-                        outcomes[futures[future]] = future.result()
-                        bar.update()
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+                for future in as_completed(futures):
+                    outcomes[futures[future]] = future.result()
+                    bar.update()
     finally:
         bar.close()
     return [o for o in outcomes if o is not None]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.noise.settings import NOISE_KINDS, PAPER_ALPHAS, PAPER_BETAS, NoiseSetting
+from tloss_nnunet.noise.options import noise_grid, workers_problem
+from tloss_nnunet.noise.settings import NOISE_KINDS, PAPER_ALPHAS, PAPER_BETAS
 
 if TYPE_CHECKING:  # generate imports OpenCV and scikit-image: only when the command runs, not for --help
     from tloss_nnunet.noise.generate import NoiseRunResult
@@ -52,14 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_noise_command)
 
 
-def _settings(alphas: list[float], betas: list[float]) -> list[NoiseSetting]:
-    """The alpha-major grid of settings, as the published script loops over them."""
-    try:
-        return [NoiseSetting(alpha, beta) for alpha, beta in itertools.product(alphas, betas)]
-    except ValueError as err:
-        raise InputError(str(err)) from err
-
-
 def _summary(result: NoiseRunResult) -> str:
     """One line per setting: kind counts, mean achieved noise rate of corrupted cases, notes."""
     lines = []
@@ -78,16 +70,18 @@ def run_noise_command(args: argparse.Namespace) -> int:
     """Handler of ``tloss-nnunet noise``."""
     from tloss_nnunet.noise.generate import generate_noisy_dataset
 
+    settings, problems = noise_grid(args.alpha, args.beta)  # the checks `convert` makes too
+    problems += [p for p in (workers_problem(args.workers),) if p]
     if args.preview < 0:
-        raise InputError("--preview must be >= 0")
+        problems.append("--preview must be >= 0")
     if args.images is not None and args.preview == 0:
-        raise InputError("--images is only used with --preview N")
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers must be >= 1")
+        problems.append("--images is only used with --preview N")
+    if problems:
+        raise InputError("; ".join(problems))
     result = generate_noisy_dataset(
         args.mask_dir,
         args.out_dir,
-        _settings(args.alpha, args.beta),
+        settings,
         seed=args.seed,
         workers=args.workers,
         unbiased=args.unbiased,

@@ -18,7 +18,8 @@ staging folder inside ``OUT_DIR``. If any mask is invalid, the staging folder is
 :class:`~tloss_nnunet.errors.InputError` lists every offending file, so ``OUT_DIR`` is left as it
 was (reading each mask once instead of twice is a large part of the per-mask cost). Outputs are
 moved into place only when everything succeeded; existing non-empty setting folders or logs are
-replaced only with ``overwrite=True``.
+replaced only with ``overwrite=True``. Ctrl-C or ``kill -9`` leave ``OUT_DIR`` as it was too: the pool stops at
+once, the staging folder goes (a killed run's is removed by the next run, :mod:`tloss_nnunet.atomic`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
-from tloss_nnunet.atomic import staging_folder, swap_into
+from tloss_nnunet.atomic import folders_created, output_folder_problem, staging_folder, swap_into
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.noise.apply import apply_noise
 from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
@@ -37,9 +38,10 @@ from tloss_nnunet.noise.plan import plan_noise
 from tloss_nnunet.noise.preview import find_image, image_is_readable, preview_cases, write_preview
 from tloss_nnunet.noise.records import DETAILS_NAME, LOG_NAME, CaseRecord, NoiseRunResult, write_logs
 from tloss_nnunet.noise.settings import CaseNoise, NoiseSetting
+from tloss_nnunet.interrupts import deferred_interrupts
 from tloss_nnunet.workers import default_workers, process_pool
 
-T = TypeVar("T")
+STAGING_LABEL = "noise-staging"
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,11 @@ def _preview_image_problems(image_paths: dict[str, Path | None]) -> list[str]:
 
 
 def _commit(staging: Path, out_dir: Path, names: Sequence[str]) -> None:
-    """Move the staged outputs into ``out_dir``, replacing existing ones (moved aside first)."""
-    for name in names:
-        swap_into(staging / name, out_dir / name)
+    """Move the staged outputs into ``out_dir``, replacing existing ones (moved aside first); Ctrl-C waits until
+    all of them are in place, so an interrupt never publishes half of a run."""
+    with deferred_interrupts():
+        for name in names:
+            swap_into(staging / name, out_dir / name)
 
 
 def generate_noisy_dataset(
@@ -153,9 +157,10 @@ def generate_noisy_dataset(
     out_dir = Path(out_dir)
     run = _plan_run(Path(mask_dir), out_dir, list(settings), seed, unbiased, preview, image_dir, overwrite)
     workers = default_workers() if workers is None else max(1, int(workers))
-    with process_pool(workers, preload=[__name__]) as pool:
-        records = _in_staging_folder(out_dir, pool, lambda staging: _write_outputs(
-            run, staging, out_dir, unbiased, pool, workers, progress))
+    # Inner blocks end first: on any exception the pool is stopped before its staging folder is removed.
+    with folders_created(out_dir), staging_folder(out_dir, STAGING_LABEL) as staging, \
+            process_pool(workers, preload=[__name__]) as pool:
+        records = _write_outputs(run, staging, out_dir, unbiased, pool, workers, progress)
     return NoiseRunResult(
         out_dir=out_dir,
         folders={s.name: out_dir / s.name for s in run.settings},
@@ -187,8 +192,11 @@ def _plan_run(mask_dir: Path, out_dir: Path, settings: list[NoiseSetting], seed:
         raise InputError("give at least one (alpha, beta) setting")
     if len(set(names)) != len(names):
         raise InputError(f"duplicate settings: {', '.join(names)}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} exists and is not a folder")
+    unusable = output_folder_problem(out_dir)
+    if unusable:
+        raise InputError(unusable)
+    if out_dir.resolve() == mask_dir.resolve() or mask_dir.resolve() in out_dir.resolve().parents:
+        raise InputError(f"output folder {out_dir} is (inside) the mask folder {mask_dir}; choose another one")
     masks = _list_masks(mask_dir)
     plans = {setting.name: plan_noise(list(masks), setting, seed, unbiased) for setting in settings}
     previews = {name: preview_cases(plan, preview) for name, plan in plans.items()} if preview > 0 else {}
@@ -205,24 +213,6 @@ def _plan_run(mask_dir: Path, out_dir: Path, settings: list[NoiseSetting], seed:
     # Missing preview images are reported together with bad masks, after the masks were read.
     return _RunPlan(masks, settings, plans, previews, image_paths, _preview_image_problems(image_paths),
                     output_names)
-
-
-def _in_staging_folder(out_dir: Path, pool: Executor, write: Callable[[Path], T]) -> T:
-    """``write(staging)`` in a staging folder inside ``out_dir`` (created if missing, removed again if the run
-    fails and it stayed empty); on failure pending workers are cancelled before the staging folder goes."""
-    created_out_dir = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with staging_folder(out_dir, "noise-staging") as staging:
-            try:
-                return write(staging)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # no worker may write into the folder removed next
-                raise
-    except BaseException:
-        if created_out_dir and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
 
 
 def _write_outputs(run: _RunPlan, staging: Path, out_dir: Path, unbiased: bool, pool: Executor, workers: int,

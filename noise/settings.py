@@ -46,6 +46,20 @@ MAX_STEP: int = 100
 MAX_PROBES: int = 20
 
 
+def alpha_problem(alpha: object) -> str | None:
+    """Why ``alpha`` is not a valid fraction of corrupted cases (``None`` when it is)."""
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        return f"alpha must be a number in [0, 1], got {alpha!r}"
+    return None
+
+
+def beta_problem(beta: object) -> str | None:
+    """Why ``beta`` is not a valid strength (``None`` when it is): a relative change in (0, 1]."""
+    if isinstance(beta, bool) or not (isinstance(beta, (int, float)) and 0.0 < beta <= 1.0):
+        return f"beta must be a number in (0, 1], got {beta!r}"
+    return None
+
+
 def _tenths(value: float, label: str) -> int:
     """Return ``value * 10`` as an int, or raise if ``value`` is not a multiple of 0.1."""
     scaled = round(value * 10)
@@ -60,18 +74,18 @@ class NoiseSetting:
 
     Attributes:
         alpha: fraction of cases corrupted, in [0, 1]; ``int(N * alpha)`` cases are selected.
-        beta: strength, > 0: the target relative change (dilate/erode: area change
-            ``int(fg * beta)`` pixels; affine: noise rate ``(FP + FN) / fg``).
+        beta: strength, in (0, 1]: the target relative change (dilate/erode: area change
+            ``int(fg * beta)`` pixels; affine: noise rate ``(FP + FN) / fg``). Above 1 the kinds part ways
+            (erosion cannot remove more than the whole mask), so the protocol's "strength" has no meaning there.
     """
 
     alpha: float
     beta: float
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and 0.0 <= self.alpha <= 1.0):
-            raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r}")
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}")
+        problem = alpha_problem(self.alpha) or beta_problem(self.beta)
+        if problem:
+            raise ValueError(problem)
         # Keep Python floats so that int(N * alpha) is the very expression the protocol evaluates.
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "beta", float(self.beta))

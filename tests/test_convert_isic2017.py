@@ -191,7 +191,8 @@ def test_size_zero_keeps_native_resolution(tmp_path):
 def test_settings_order_matches_the_reference_grid():
     from tloss_nnunet.converters.plan import noise_settings
 
-    settings, problems = noise_settings([0.3, 0.5, 0.3], [0.5, 0.7])
+    assert noise_settings([0.3, 0.5, 0.3], [0.5])[1] == ["--alpha lists 0.3 more than once"]  # as `noise`
+    settings, problems = noise_settings([0.3, 0.5], [0.5, 0.7])
     assert problems == []
     assert [s.short for s in settings] == ["a03b05", "a03b07", "a05b05", "a05b07"]
     assert settings[0] == NoiseSetting(0.3, 0.5)

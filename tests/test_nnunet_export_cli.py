@@ -107,10 +107,13 @@ def test_existing_export_needs_overwrite(tmp_path):
     export_stock_model(model, str(out), progress=False)
     code, _, err = _cli(["export-stock", model, str(out), "--quiet"])
     assert code == 2 and "--overwrite" in err
-    stale = out / "nnUNetTrainer__nnUNetPlans__2d" / "stale.txt"
-    stale.write_text("old")
-    assert _cli(["export-stock", model, str(out), "--quiet", "--overwrite"])[0] == 0
-    assert not stale.exists()  # replaced as a whole
+    stale = out / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0" / "checkpoint_best.pth"
+    stale.write_bytes(b"old")
+    assert _cli(["export-stock", model, str(out), "--quiet", "--overwrite"])[0] == 2  # changed: not replaced
+    assert stale.read_bytes() == b"old"
+    stale.unlink()
+    export_stock_model(model, str(out), overwrite=True, progress=False)  # the export writes it again
+    assert torch.load(stale, weights_only=False)["trainer_name"] == "nnUNetTrainer"
     assert sorted(p.name for p in out.iterdir()) == ["nnUNetTrainer__nnUNetPlans__2d"]
 
 
@@ -119,7 +122,7 @@ def test_foreign_trainer_needs_force(tmp_path):
     with pytest.raises(InputError, match="--force"):
         export_stock_model(model, str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out" / "nnUNetTrainer__nnUNetPlans__2d").exists()
-    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # the failed staging folder was removed
+    assert not (tmp_path / "out").exists()  # nor the staging folder, nor the output folder it created
     result = export_stock_model(model, str(tmp_path / "out"), force=True, progress=False)
     assert len(result.checkpoints) == 4
 

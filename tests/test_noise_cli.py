@@ -144,7 +144,7 @@ def test_existing_outputs_need_overwrite(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["alpha0.5_beta0.5", "noise_details.csv", "noise_log.csv"]
 
 
-def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import tloss_nnunet.noise.generate as generate
 
     _write_masks(tmp_path / "masks")
@@ -159,8 +159,8 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(generate, "write_binary_mask", failing_write)
     out = tmp_path / "out"
-    with pytest.raises(OSError, match="disk full"):
-        _main(str(tmp_path / "masks"), str(out), "--alpha", "0.5", "--beta", "0.5", "--workers", "1")
+    assert _main(str(tmp_path / "masks"), str(out), "--alpha", "0.5", "--beta", "0.5", "--workers", "1") == 1
+    assert capsys.readouterr().err == "tloss-nnunet noise: failed: disk full\n"  # one line, no traceback
     assert not out.exists()
 
 

@@ -6,12 +6,19 @@ files by their ending, so it never picks one up), which is renamed onto the targ
 Folders work the same way: fill a :func:`staging_folder`, then :func:`swap_into` its entries (or itself).
 Dataset folders add :func:`link_or_copy` (hard links, atomically) and :func:`remove_temporaries` (a re-run
 sweeps the leftovers of a killed one).
+
+Killed runs: a staging folder is named ``.<label>-<pid>-<random>`` and locked (``flock``) by the process that
+fills it; the next :func:`staging_folder` of the same label in the same place removes the ones whose owner is
+gone (lock free and pid dead), and the hidden ``.<name>.old-<pid>-*`` folders :func:`swap_into` leaves when
+killed between its two renames. A concurrent run's folders are left alone. Ctrl-C is held back while a
+staging folder is removed (:mod:`tloss_nnunet.interrupts`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -19,10 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from tloss_nnunet.interrupts import deferred_interrupts
+from tloss_nnunet.owners import OwnerLock, remove_stale
+
 __all__ = [
     "TMP_SUFFIX",
     "atomic_target",
+    "folders_created",
     "link_or_copy",
+    "output_folder_problem",
     "remove_temporaries",
     "staging_folder",
     "swap_into",
@@ -70,29 +82,79 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
 
 @contextmanager
 def staging_folder(parent: str | os.PathLike, label: str) -> Iterator[Path]:
-    """Yield a new hidden folder ``parent/.<label>-<random>`` (same filesystem as the targets, so publishing
-    is renames); it is removed on exit, with whatever was not swapped out of it, success or error."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{label}-", dir=parent))
+    """Yield a new hidden folder ``parent/.<label>-<pid>-<random>`` (same filesystem as the targets, so
+    publishing is renames); it is removed on exit, with whatever was not swapped out of it, success or error.
+
+    First removes the staging folders of this label (and ``swap_into`` leftovers) that dead runs left in
+    ``parent``. The folder stays locked by this process while the block runs.
+    """
+    remove_stale(Path(parent), rf"\.{re.escape(label)}-(\d+)-\w+", r"\..+\.old-(\d+)-\w+")
+    staging: Path | None = None
+    lock: OwnerLock | None = None
     try:
+        with deferred_interrupts():  # the folder is named in `staging` before Ctrl-C can land
+            staging = Path(tempfile.mkdtemp(prefix=f".{label}-{os.getpid()}-", dir=parent))
+            lock = OwnerLock(staging)
         yield staging
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with deferred_interrupts():
+            if lock is not None:
+                lock.release()
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 def swap_into(staged: str | os.PathLike, target: str | os.PathLike) -> None:
     """Rename ``staged`` (file or folder) onto ``target``; an existing target is moved aside first, then deleted.
 
     Readers see the old target or the new one: only the instant between the two renames has neither, and a
-    crash there leaves the old one in a hidden ``.<name>.old-*`` folder beside it, never a mix of both.
+    crash there leaves the old one in a hidden ``.<name>.old-<pid>-*`` folder beside it, never a mix of both
+    (the next :func:`staging_folder` in that folder removes it). Ctrl-C waits until both renames are done.
     """
     target = Path(target)
-    if not target.exists():
+    with deferred_interrupts():
+        if not target.exists():
+            os.replace(staged, target)
+            return
+        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+        os.replace(target, trash / target.name)
         os.replace(staged, target)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, trash / target.name)
-    os.replace(staged, target)
-    shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def folders_created(folder: str | os.PathLike) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents; if the block fails, remove those of them that are empty again.
+
+    So a refused or interrupted command does not leave an empty output folder behind.
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        with deferred_interrupts():
+            for created in missing:  # deepest first
+                try:
+                    created.rmdir()
+                except OSError:  # not empty (or gone): keep it and its parents
+                    break
+        raise
+
+
+def output_folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot be an output folder (``None`` when it can): a file at its place or above it, or
+    no permission to create it."""
+    folder = Path(os.path.abspath(folder))
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                return f"output {folder}: {path} is not a folder"
+            if path != folder and not os.access(path, os.W_OK | os.X_OK):
+                return f"output {folder}: cannot create folders in {path} (permission denied)"
+            return None
+    return None  # pragma: no cover - "/" exists
 
 
 def link_or_copy(src: Path, dst: Path) -> str:

@@ -7,9 +7,8 @@ code). Importing those modules is deferred to here so that ``tloss_nnunet`` itse
 
 from __future__ import annotations
 
-import argparse
 import importlib
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tloss_nnunet.errors import exit_code_of
 
@@ -22,8 +21,14 @@ COMMAND_MODULES = (
 )
 
 
+if TYPE_CHECKING:
+    import argparse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every registered subcommand."""
+    import argparse  # here, not at import: a Ctrl-C while it loads is then handled by main (one line)
+
     from tloss_nnunet import __version__
 
     parser = argparse.ArgumentParser(
@@ -40,8 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit code."""
-    args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: args.func(args), f"tloss-nnunet {args.command}")
+    prog = _Prog()
+
+    def run() -> int:
+        args = build_parser().parse_args(argv)  # inside: Ctrl-C while the subcommands import is one line too
+        prog.name = f"tloss-nnunet {args.command}"
+        return args.func(args)
+
+    # OSError: the machine's side (disk full, permissions, a folder where a file is expected): one line, exit 1.
+    return exit_code_of(run, prog, failures=(OSError,), last_words=argv is None)
+
+
+class _Prog:
+    """The name messages start with: the subcommand's once it is known."""
+
+    name = "tloss-nnunet"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from tloss_nnunet.interrupts import ignore_interrupts
+
 __all__ = ["InputError", "exit_code_of"]
 
 
@@ -12,21 +14,40 @@ class InputError(ValueError):
     """Bad user input (files, folders, options). The message lists every problem found."""
 
 
-def exit_code_of(action: Callable[[], int | None], prog: str, *, interrupted: str = "interrupted",
-                 failures: tuple[type[Exception], ...] = ()) -> int:
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """True when Ctrl-C is somewhere in ``error``'s chain (e.g. an import that a KeyboardInterrupt cut short,
+    retried by the library and failing as an ImportError)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def exit_code_of(action: Callable[[], int | None], prog: object, *, interrupted: str = "interrupted",
+                 failures: tuple[type[Exception], ...] = (), last_words: bool = False) -> int:
     """Run ``action`` and turn the outcome into a command's exit code, messages on stderr.
 
     0 (or ``action``'s own code) on success; 2 for :class:`InputError` (``"<prog>: error: ..."``); 1 for one of
-    ``failures`` (``"<prog>: failed: ..."``); 130 on Ctrl-C. Anything else is a bug and keeps its traceback.
+    ``failures`` (``"<prog>: failed: ..."``); 130 on Ctrl-C, also when it surfaces as another exception. Anything
+    else is a bug and keeps its traceback. ``prog`` is used through ``str()`` when a message is printed.
+    ``last_words``: the process ends right after (the command line), so after Ctrl-C further ones are ignored:
+    a repeat cannot interrupt the exit itself with a traceback.
     """
     try:
         return int(action() or 0)
-    except InputError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except failures as err:
-        print(f"{prog}: failed: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
+    except BaseException as err:  # noqa: BLE001 - sorted below; everything else is re-raised
+        if _caused_by_interrupt(err):
+            if last_words:
+                ignore_interrupts()
+            print(f"{prog}: {interrupted}", file=sys.stderr)
+            return 130
+        if isinstance(err, InputError):
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 2
+        if failures and isinstance(err, failures):
+            print(f"{prog}: failed: {err}", file=sys.stderr)
+            return 1
+        raise

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["TLoss", "combine_masks", "t_loss", "t_nll_from_sums", "valid_elements"]
 
 
+_NON_INTEGER_LABELS = ("to_onehot_y=True needs integer class labels, but the target holds values between classes "
+                       "(e.g. 1.5); round or fix the label map.")
+
+
 def combine_masks(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
     """Elements that count in both bool masks (None means "all count")."""
     masks = [m.bool() for m in (first, second) if m is not None]
@@ -242,6 +246,9 @@ class TLoss(_Loss):
         if valid is not None:
             # ignored labels may lie outside [0, N): map them to 0 so one_hot is defined; they are masked.
             target = torch.where(valid, target, torch.zeros_like(target))
+        if target.is_floating_point() and bool((target != target.round()).any()):
+            # one_hot would truncate 1.5 to class 1. Integer label maps cannot hold one: no check, no host sync.
+            raise ValueError(_NON_INTEGER_LABELS)
         return one_hot(target, num_classes=n_pred_ch)
 
     def _drop_background(self, input: torch.Tensor, target: torch.Tensor,
@@ -260,11 +267,17 @@ class TLoss(_Loss):
     def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax + one-hot label map (nnU-Net's and MONAI's usual case) through the fused, memory-lean path."""
         valid = valid_elements(labels, self.ignore_index, mask)
-        # A label outside [0, N) would silently count as "no class" here (the one-hot path raises): refuse it.
+        # A label outside [0, N) or between two classes (1.5) would silently count as "no class" here: refuse it.
+        # Both tests share the one host sync this path already had.
         out_of_range = (labels < 0) | (labels >= logits.shape[1])
+        if labels.is_floating_point():
+            out_of_range |= labels != labels.round()  # NaN included
         if valid is not None:
             out_of_range &= valid
         if out_of_range.any():
+            between = labels != labels.round() if labels.is_floating_point() else torch.zeros_like(out_of_range)
+            if bool((between if valid is None else between & valid).any()):  # the error path only
+                raise ValueError(_NON_INTEGER_LABELS)
             raise ValueError(
                 f"target holds labels outside [0, {logits.shape[1]}) that are not ignored "
                 f"(ignore_index={self.ignore_index}); set ignore_index or mask them."

@@ -9,16 +9,34 @@ OpenCV's deadlocks once it has run in the parent (a script that drew a synthetic
 noise applied after a preview). A fork server forks from a clean process that imported only the modules named
 in ``preload``, so workers still start fast. Like ``spawn``, it needs scripts guarded by
 ``if __name__ == "__main__":``.
+
+Faults: every pool process ignores Ctrl-C (the parent handles it and stops the pool) and ends itself when the
+process that started it is gone (a watchdog thread waits on :func:`multiprocessing.parent_process`'s
+sentinel), so ``kill -9`` of a command leaves no worker behind; the fork server and the resource tracker then
+see their last client go and exit too. Leaving a pool's ``with`` block with an exception (Ctrl-C included)
+cancels the pending work and terminates the workers instead of waiting for them.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["InProcessExecutor", "default_workers", "process_pool", "worker_context"]
+from tloss_nnunet.interrupts import deferred_interrupts
+
+__all__ = ["InProcessExecutor", "default_workers", "pools_follow_policy", "process_pool", "stop_pool",
+           "worker_context"]
+
+#: Exit status of a worker whose parent died (nobody reads it; it tells the case apart in a core dump).
+PARENT_GONE_EXIT = 70
 
 
 def default_workers() -> int:
@@ -58,6 +76,72 @@ class InProcessExecutor(Executor):
         return map(fn, *iterables)
 
 
+def _exit_with_parent() -> None:
+    """In a pool process: a daemon thread ends this process as soon as the process that started it is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])  # readable (EOF) once the parent's end is closed: it died
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(initializer: Callable[..., None] | None, *initargs: Any) -> None:
+    """First thing every pool process runs: Ctrl-C is the parent's to handle, die with the parent, then the
+    caller's own initializer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pending work and terminate the workers now, without waiting for running tasks.
+
+    Ctrl-C is held back meanwhile (:func:`~tloss_nnunet.interrupts.deferred_interrupts`), so a second one
+    cannot leave the pool half shut down.
+    """
+    with deferred_interrupts():
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+        manager = getattr(pool, "_executor_manager_thread", None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():  # pragma: no cover - a worker stuck in uninterruptible I/O
+                process.kill()
+                process.join()
+        if manager is not None:
+            manager.join(timeout=10)  # it notices the dead workers and closes the queues itself
+
+
+class _PolicyPool(ProcessPoolExecutor):
+    """A process pool whose ``with`` block waits for the workers on success and stops them on any exception."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        # The first submit starts the workers: Ctrl-C must not land between starting one and registering it
+        # (an unregistered worker would outlive stop_pool and fail loudly on the queues it closed).
+        with deferred_interrupts():
+            return super().submit(fn, *args, **kwargs)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            stop_pool(self)
+            return False
+        try:
+            self.shutdown(wait=True)
+        except BaseException:  # Ctrl-C while waiting for the last tasks
+            stop_pool(self)
+            raise
+        return False
+
+
 def process_pool(workers: int, initializer: Callable[[], None] | None = None,
                  preload: Sequence[str] = ()) -> Executor:
     """The executor for ``workers`` processes under the project's policy (see the module docstring).
@@ -66,4 +150,45 @@ def process_pool(workers: int, initializer: Callable[[], None] | None = None,
     """
     if workers <= 1:
         return InProcessExecutor()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(preload), initializer=initializer)
+    return _PolicyPool(max_workers=workers, mp_context=worker_context(preload),
+                       initializer=functools.partial(_start_worker, initializer))
+
+
+class _PolicyContext:
+    """A multiprocessing context whose ``Pool`` processes start with :func:`_start_worker`."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
+        self._context = context
+
+    def Pool(self, processes=None, initializer=None, initargs=(), *args, **kwargs):  # noqa: N802 - as multiprocessing
+        return self._context.Pool(processes, functools.partial(_start_worker, initializer), initargs, *args,
+                                  **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class _PolicyMultiprocessing:
+    """Stands in for the ``multiprocessing`` module inside a third-party module (see :func:`pools_follow_policy`)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+
+    def get_context(self, method: str | None = None) -> _PolicyContext:
+        return _PolicyContext(self._module.get_context(method))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+@contextmanager
+def pools_follow_policy(module: ModuleType) -> Iterator[None]:
+    """While the block runs, pools that ``module`` makes with ``multiprocessing.get_context(...).Pool`` start
+    their processes like ours (ignore Ctrl-C, end with the parent): nnU-Net's integrity check makes its own
+    spawn pool, whose workers would otherwise outlive a killed command."""
+    original = module.multiprocessing
+    module.multiprocessing = _PolicyMultiprocessing(original)
+    try:
+        yield
+    finally:
+        module.multiprocessing = original

@@ -23,7 +23,11 @@ def _ext_path(args: argparse.Namespace) -> int:
 
 
 def _export_stock(args: argparse.Namespace) -> int:
-    from tloss_nnunet.nnunet.export import export_stock_model  # imports torch: only when needed
+    from tloss_nnunet.interrupts import deferred_interrupts
+
+    # imports torch: only when needed, and whole (a Ctrl-C inside torch's C++ start-up aborts the process)
+    with deferred_interrupts():
+        from tloss_nnunet.nnunet.export import export_stock_model
 
     result = export_stock_model(args.model_folder, args.output_folder, overwrite=args.overwrite, force=args.force,
                                 progress=not args.quiet)

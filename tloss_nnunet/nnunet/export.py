@@ -9,6 +9,11 @@ weights, ``trainer_name``, the configuration and the mirroring axes, so predicti
 Trade-off: the copy no longer records that the model was trained with the T-Loss (that provenance is kept in
 ``tloss_export.json`` beside it), and ``nnUNetv2_train --c`` on the copy would continue with nnU-Net's Dice+CE
 loss, not the T-Loss. Keep the original folder for further training.
+
+Safety: the export only ever writes into a new (or empty) folder or replaces its own earlier export, unchanged
+since (``tloss_export.json`` lists every file with its SHA-256; see :mod:`.export_target`); a trained model of
+the same name, e.g. the stock baseline trained in ``$nnUNet_results``, is never replaced, ``--overwrite`` or
+not. A refused or failed export leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import io
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from tloss_nnunet.atomic import staging_folder, swap_into, write_json
+from tloss_nnunet.atomic import folders_created, staging_folder, swap_into, write_json
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
+from tloss_nnunet.nnunet.export_target import PROVENANCE_FILE, TOOL, file_digests, target_problem
 
 __all__ = ["ExportResult", "export_stock_model", "STOCK_TRAINER", "KNOWN_TLOSS_TRAINERS"]
 
@@ -41,7 +48,6 @@ KNOWN_TLOSS_TRAINERS = frozenset({
 })
 FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 REQUIRED_FILES = ("plans.json", "dataset.json")
-PROVENANCE_FILE = "tloss_export.json"
 
 
 @dataclass(frozen=True)
@@ -135,27 +141,51 @@ def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = 
     target = os.path.join(output_parent, f"{STOCK_TRAINER}__{plans}__{configuration}")
     if target == model_folder:
         raise InputError(f"'{model_folder}' already names the stock trainer: nothing to export.")
-    if os.path.exists(target) and not overwrite:
-        raise InputError(f"'{target}' exists; pass --overwrite to replace it.")
-    os.makedirs(output_parent, exist_ok=True)
+    _refuse_target(target, overwrite)
 
-    with staging_folder(output_parent, f"{os.path.basename(target)}.tmp") as staging:
-        for name in FOLDER_FILES:
-            source = os.path.join(model_folder, name)
-            if os.path.isfile(source):
-                shutil.copy2(source, os.path.join(staging, name))
-        provenance: dict[str, dict] = {}
-        written = []
-        for source in tqdm(checkpoints, desc="export checkpoints", unit="ckpt", disable=not progress):
-            relative = os.path.relpath(source, model_folder)
-            checkpoint = torch.load(source, map_location="cpu", weights_only=False)
-            stock, provenance[relative] = _stock_checkpoint(checkpoint, source, force)
-            destination = os.path.join(staging, relative)
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            torch.save(stock, destination)
-            written.append(relative)
-        write_json(os.path.join(staging, PROVENANCE_FILE),
-                   {"source_folder": model_folder, "source_trainer": trainer, "exported_as": STOCK_TRAINER,
-                    "checkpoints": provenance})
+    with folders_created(output_parent), \
+            staging_folder(output_parent, f"{os.path.basename(target)}.tmp") as staging:
+        written, provenance = _write_export(model_folder, checkpoints, str(staging), force, progress)
+        write_json(staging / PROVENANCE_FILE,
+                   {"tool": TOOL, "source_folder": model_folder, "source_trainer": trainer,
+                    "exported_as": STOCK_TRAINER, "checkpoints": provenance, "files": file_digests(staging)})
+        _refuse_target(target, overwrite)  # again: somebody may have started training there meanwhile
         swap_into(staging, target)
     return ExportResult(output_folder=target, checkpoints=tuple(written), source_trainer=trainer)
+
+
+def _refuse_target(target: str, overwrite: bool) -> None:
+    problem = target_problem(Path(target), overwrite)
+    if problem:
+        raise InputError(problem)
+
+
+def _write_export(model_folder: str, checkpoints: list[str], staging: str, force: bool,
+                  progress: bool) -> tuple[list[str], dict[str, dict]]:
+    """Copy the folder files and write the rewritten checkpoints into ``staging``; (relative paths, provenance)."""
+    for name in FOLDER_FILES:
+        source = os.path.join(model_folder, name)
+        if os.path.isfile(source):
+            shutil.copy2(source, os.path.join(staging, name))
+    provenance: dict[str, dict] = {}
+    written = []
+    for source in tqdm(checkpoints, desc="export checkpoints", unit="ckpt", disable=not progress):
+        relative = os.path.relpath(source, model_folder)
+        stock, provenance[relative] = _stock_checkpoint(_load_checkpoint(source), source, force)
+        destination = os.path.join(staging, relative)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        torch.save(stock, destination)
+        written.append(relative)
+    return written, provenance
+
+
+def _load_checkpoint(path: str) -> dict:
+    """``torch.load`` on CPU; a file it cannot read (truncated, damaged, not a checkpoint) is an InputError."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch reports damage as RuntimeError, EOFError, UnpicklingError...
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: cannot be read as a checkpoint (truncated or damaged?): {reason}") from err
+    if not isinstance(checkpoint, dict):
+        raise InputError(f"{path}: not an nnU-Net v2 checkpoint (holds a {type(checkpoint).__name__}).")
+    return checkpoint
