@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 
@@ -62,7 +63,8 @@ def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env
     for row in rows:
         assert row["held_out"] == str(row["case"] in held)
         assert int(row["fold"]) == held.get(row["case"], 0)
-        assert float(row["tloss_nll"]) > 0 and 0 <= float(row["mse"]) <= 1
+        # The per-element NLL may be negative (a density, not a probability); it must be there and finite.
+        assert math.isfinite(float(row["tloss_nll"])) and 0 <= float(row["mse"]) <= 1
     assert "were scored by a model that trained on them" in (out / "suspects.md").read_text()
     with Image.open(out / "suspects.png") as image:
         assert image.height > 500  # one row per gallery case

@@ -64,7 +64,8 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     """Score every training case of ``model_folder`` and write the audit into ``out_dir`` (see the module).
 
     ``rank_by``: a score name of :data:`~tloss_nnunet.audit.scores.SCORE_NAMES` (the ``tloss_*`` ones need a
-    T-Loss model); default :data:`~tloss_nnunet.audit.scores.DEFAULT_RANKING`. ``top_k`` cases go into the gallery and the summary.
+    T-Loss model); default :data:`~tloss_nnunet.audit.scores.DEFAULT_RANKING`. ``top_k`` cases go into the
+    gallery and the summary.
     """
     model = load_model(model_folder, folds, checkpoint_name, raw_folder, splits_file)
     if model.has_regions:
