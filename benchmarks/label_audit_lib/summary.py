@@ -15,7 +15,7 @@ from scipy import stats
 
 from robustness_lib.summary import t_interval
 from tloss_nnunet.atomic import atomic_target, write_text
-from tloss_nnunet.audit.scores import SCORE_NAMES
+from tloss_nnunet.audit.scores import SCORE_NAMES, suspicion
 
 ARM_ORDER = ("tloss", "dice_ce")
 KINDS = ("dilate", "erode", "affine")
@@ -43,8 +43,8 @@ def precision_at_k(suspicion: np.ndarray, positive: np.ndarray, k: int | None = 
 
 
 def _suspicion(cases: list[dict], score: str) -> np.ndarray:
-    sign = -1.0 if score == "tloss_weight" else 1.0  # a small T-Loss weight is the suspect one
-    return np.array([sign * c[score] if c[score] is not None else np.nan for c in cases], dtype=float)
+    """The library's orientation of ``score`` (larger = more suspect) for every case record."""
+    return np.array([suspicion(c, score) for c in cases], dtype=float)
 
 
 def run_metrics(run: dict) -> dict[str, dict[str, float]]:
