@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/memorisation.py --settings a0.7b0.7 clean --arms dice_ce tloss_absolute --resume
     python benchmarks/memorisation.py --summarize
+    python benchmarks/memorisation.py --summarize --grid-out benchmarks/results/robustness.json   # the loss grid
     python benchmarks/memorisation.py --engine nnunet --settings clean a0.7b0.7 --seeds 0 1 2 --resume
 """
 
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="results JSON; the table (.md) and plots (.png) are written beside it")
     parser.add_argument("--resume", action="store_true", help="continue an existing results file, skip done runs")
     parser.add_argument("--summarize", action="store_true", help="only re-make the table and plots from --out")
+    parser.add_argument("--grid-out", type=Path, default=None,
+                        help="inprocess: also write the grid of the loss arms (tloss, dice_ce, ce, dice, gce) in the "
+                             "robustness study's format to this JSON, with its .md and .png")
     parser.add_argument("--work-dir", type=Path, default=None, help="data and nnU-Net folders "
                         "(default: a folder per configuration under the temp dir)")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one CPU thread each")
@@ -97,7 +101,8 @@ def _run(arm: str, setting: str, seed: int, dataset_dir: str, clean_dir: str, co
     return record
 
 
-def summarize(out: Path) -> list[Path]:
+def summarize(out: Path, grid_out: Path | None = None) -> list[Path]:
+    """Re-make the Markdown and plots of ``out`` (and the robustness-format grid at ``grid_out``)."""
     from memorisation_lib.summary import write_check_summary, write_summary
     from robustness_lib.store import load_runs
 
@@ -105,8 +110,15 @@ def summarize(out: Path) -> list[Path]:
     if not runs:
         raise InputError(f"{out} holds no runs yet")
     if all(r.get("engine") == ENGINE_TAG["nnunet"] for r in runs):
+        if grid_out is not None:
+            raise InputError("--grid-out needs the in-process study's results, not the nnU-Net check's")
         return write_check_summary(runs, out)
-    return write_summary(runs, out)
+    written = write_summary(runs, out)
+    if grid_out is not None:
+        from memorisation_lib.grid_view import write_grid
+
+        written += write_grid(runs, grid_out)
+    return written
 
 
 def run_inprocess(todo: list[tuple[str, str, int]], datasets: dict[str, Path], config, workers: int, store) -> None:
@@ -153,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.summarize:
-            for path in summarize(args.out):
+            for path in summarize(args.out, args.grid_out):
                 print(f"wrote {path}")
             return 0
         check_args(args)
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             run_nnunet(todo, work_dir, config, store)
         elif todo:
             run_inprocess(todo, prepare(work_dir, config), config, args.workers, store)
-        for path in summarize(args.out):
+        for path in summarize(args.out, args.grid_out):
             print(f"wrote {path}")
         return 0
     except InputError as err:

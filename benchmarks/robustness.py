@@ -19,7 +19,7 @@ Usage::
     python benchmarks/robustness.py --config cpu --losses tloss dice_ce --settings clean a0.7b0.7 --resume
     python benchmarks/robustness.py --config gpu --device cuda --release /data/ISIC2017 \\
         --out benchmarks/results/robustness_gpu.json --resume
-    python benchmarks/robustness.py --summarize --out benchmarks/results/robustness.json
+    python benchmarks/robustness.py --summarize --out benchmarks/results/robustness_short.json
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from robustness_lib.store import ResultStore, load_runs, machine_description
 from robustness_lib.summary import plot, render_markdown, write_text_atomic
 from tloss_nnunet.errors import InputError
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "robustness.json"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "robustness_short.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ import memorisation
 from memorisation_lib import config as memo_config
 from memorisation_lib.nnunet_check import NNUNET_ARMS, SHIM_FOLDER
 from memorisation_lib.summary import _welch_interval, lr_factor, markdown_table, sustained_onset
-from robustness_lib.store import REQUIRED_KEYS
+from robustness_lib.store import REQUIRED_KEYS, load_runs
 
 ARMS = ["dice_ce", "tloss_absolute", "tloss"]
 
@@ -141,3 +141,32 @@ def test_nnunet_check_trainers_are_found_and_narrowed(monkeypatch):
     widths = [stage[0].convs[0].conv.out_channels for stage in network.encoder.stages]
     assert widths == list(memo_config.CONFIGS["cpu"].features)
     assert network(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_grid_view_writes_the_loss_arms_in_the_robustness_format(smoke_study):
+    tmp, _ = smoke_study
+    grid = tmp / "grid" / "robustness.json"
+    written = memorisation.summarize(tmp / "m.json", grid)
+    assert {grid, grid.with_suffix(".md"), grid.with_suffix(".png")} <= set(written)
+    runs = {r["loss"]: r for r in json.loads((tmp / "m.json").read_text())["runs"]}
+    records = load_runs(grid)  # the robustness study's reader: every required key is there
+    assert [r["loss"] for r in records] == ["dice_ce", "tloss"]  # the recipe variant is not a grid arm
+    for record in records:
+        run = runs[record["loss"]]
+        assert record["config"] == "memorisation-smoke" and record["dice_pooled"] == run["test_dice_final"]
+        assert record["train_dice_noisy"] == run["log"][-1]["dice_noisy"]
+        assert record["train_dice_clean"] == run["log"][-1]["dice_clean"]
+    assert records[0]["nu_trace"] is None and records[1]["nu_trace"][-1][1] == runs["tloss"]["nu_final"]
+    markdown = grid.with_suffix(".md").read_text()
+    assert "--grid-out" in markdown and "`memorisation-smoke`" in markdown and "nnUNetTrainerTLoss" in markdown
+    assert "### T-Loss minus nnU-Net's Dice+CE, paired by seed" in markdown
+    assert grid.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grid_view_refuses_the_nnunet_checks_results(tmp_path, capsys):
+    out = tmp_path / "check.json"
+    record = {key: 0.0 for key in REQUIRED_KEYS} | {"setting": "clean", "loss": "tloss", "seed": 0,
+                                                     "machine": "m", "engine": "nnunet-commands"}
+    out.write_text(json.dumps({"runs": [record]}))
+    code = memorisation.main(["--summarize", "--out", str(out), "--grid-out", str(tmp_path / "g.json")])
+    assert code == 2 and "--grid-out" in capsys.readouterr().err and not (tmp_path / "g.json").exists()
