@@ -85,6 +85,25 @@ def test_rerun_reuses_predictions_and_repairs_a_damaged_one(audited, nnunet_env)
     assert all(p.stat().st_mtime_ns == stamps[p] for p in npz[1:])
 
 
+def test_probabilities_damaged_inside_fail_in_one_line_and_the_rerun_repairs_them(audited, nnunet_env, capsys):
+    out = audited["root"] / "audit_damaged"
+    args = ["suspects", audited["model"], "-o", str(out), *audited["base"]]
+    cli(args)
+    first = (out / "suspects.csv").read_text()
+    npz = sorted((out / "predictions" / "fold_0").glob("*.npz"))[0]
+    data = bytearray(npz.read_bytes())  # the archive's directory and the array header intact, its data not
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    npz.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "cannot be read" in err and "run the audit again" in err and len(err.splitlines()) == 1
+    assert not npz.exists()
+    cli(args)
+    assert (out / "suspects.csv").read_text() == first
+
+
 def test_stock_model_has_no_tloss_scores(audited, nnunet_env, capsys):
     stock_parent = audited["root"] / "stock_results" / os.path.basename(audited["raw"])
     cli(["export-stock", audited["model"], str(stock_parent), "--quiet"])

@@ -1,5 +1,7 @@
 """Section "training": the stock nnU-Net commands with both trainers on a synthetic 2D dataset.
 
+(The smoke run trains the T-Loss trainer's chain only: ``Settings.train_stock``.)
+
 A synthetic 2D dataset (256^2; tiny in the smoke run) is planned in process (nnU-Net's own planning functions),
 then, for ``nnUNetTrainer_demo`` (nnU-Net's stock trainer and loss) and ``nnUNetTrainerTLoss_demo`` (the T-Loss),
 both on the same short schedule (``TLOSS_DEMO_EPOCHS`` x ``TLOSS_DEMO_ITERATIONS``), in two parallel chains:
@@ -83,8 +85,9 @@ def run_training_section(device: torch.device, settings, work: Path) -> dict:
     env = _environment(work, device, settings)
     logs = work / "training_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(len(TRAINERS)) as pool:  # the two chains share the device; neither is timed
-        futures = {t: pool.submit(_chain, t, raw, env, device.type, logs) for t in TRAINERS}
+    trainers = TRAINERS if settings.train_stock else TRAINERS[1:]
+    with ThreadPoolExecutor(len(trainers)) as pool:  # the two chains share the device; neither is timed
+        futures = {t: pool.submit(_chain, t, raw, env, device.type, logs) for t in trainers}
         found = {t: f.result() for t, f in futures.items()}
     ours = found["nnUNetTrainerTLoss_demo"]
     checks = {

@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model
-from tloss_nnunet.audit.predict import FoldLoss, fold_loss, predict_cases, prediction_folder, read_probabilities
+from tloss_nnunet.audit.predict import (FoldLoss, drop_case, fold_loss, predict_cases, prediction_folder,
+                                        read_probabilities)
 from tloss_nnunet.audit.report import GalleryCase, middle_slice, write_csv, write_gallery, write_markdown
 from tloss_nnunet.audit.scores import DEFAULT_RANKING, CaseScores, case_scores, rank
 from tloss_nnunet.errors import InputError
@@ -68,9 +69,30 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     gallery and the summary.
     """
     model = load_model(model_folder, folds, checkpoint_name, raw_folder, splits_file)
+    out = Path(out_dir)
+    rank_by = rank_by or DEFAULT_RANKING
+    losses = {fold: fold_loss(model, fold) for fold in model.folds}
+    _check_request(model, out, device, top_k, rank_by, losses)
+    assignments = assign_folds(model)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused audit leaves nothing behind
+
+    _predict(model, assignments, out, device, processes, progress)
+    reader = _reader(model)
+    ranked = rank(_score(model, assignments, losses, reader, out, progress), rank_by)
+    fold_info = {fold: {"nu": losses[fold].nu, "cases": sum(a.fold == fold for a in assignments),
+                        "held_out": sum(a.fold == fold and a.held_out for a in assignments)} for fold in model.folds}
+    result = AuditResult(ranked, rank_by, out / "suspects.csv", out / "suspects.md", out / "suspects.png")
+    write_csv(result.csv, ranked)
+    write_markdown(result.markdown, ranked, model=str(model.folder), rank_by=rank_by, folds=fold_info, top_k=top_k)
+    write_gallery(result.gallery, _gallery(model, ranked[:top_k], rank_by, reader, out))
+    return result
+
+
+def _check_request(model: AuditedModel, out: Path, device: str, top_k: int, rank_by: str,
+                   losses: dict[int, FoldLoss]) -> None:
+    """Refuse, before anything is written, what the audit cannot do."""
     if model.has_regions:
         raise InputError(f"{model.folder} is a region-based model; auditing supports label maps only")
-    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder")
     if out.resolve() == model.folder or model.folder in out.resolve().parents:
@@ -82,46 +104,48 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
             raise InputError("CUDA is not available on this machine; pass -device cpu")
     if top_k < 0:
         raise InputError(f"top-k must be >= 0, got {top_k}")
-    assignments = assign_folds(model)
-    losses = {fold: fold_loss(model, fold) for fold in model.folds}
-    rank_by = rank_by or DEFAULT_RANKING
     if rank_by.startswith("tloss") and not _has_nu(losses):
         raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
                          "one_minus_dice")
-    out.mkdir(parents=True, exist_ok=True)  # only now: a refused audit leaves nothing behind
 
+
+def _predict(model: AuditedModel, assignments: list, out: Path, device: str, processes: tuple[int, int],
+             progress: bool) -> None:
+    """Each case's probabilities from the fold that scores it (what an earlier run left complete is reused)."""
     with tqdm(total=len(assignments), desc="predicting", unit="case", disable=not progress) as bar:
         for fold in model.folds:
             cases = [a.case for a in assignments if a.fold == fold]
             if cases:
                 predict_cases(model, fold, cases, out, device=device, processes=processes, on_done=bar.update)
 
-    reader, file_ending = _reader(model), model.dataset_json["file_ending"]
-    scored, predictions = [], {}
+
+def _score(model: AuditedModel, assignments: list, losses: dict[int, FoldLoss], reader, out: Path,
+           progress: bool) -> list[CaseScores]:
+    """Every case's scores against its given label, under its fold's nu; ``extra`` names the fold."""
+    scored = []
     for a in tqdm(assignments, desc="scoring", unit="case", disable=not progress):
-        probabilities = read_probabilities(prediction_folder(out, a.fold), a.case)
-        if probabilities is None:
-            raise RuntimeError(f"nnU-Net wrote no probabilities for case {a.case} (fold {a.fold}); see "
-                               f"{prediction_folder(out, a.fold) / 'predict.log'}")
+        folder = prediction_folder(out, a.fold)
+        probabilities = read_probabilities(folder, a.case)
+        if probabilities is None:  # damaged after the completeness check: dropped, so a re-run predicts it again
+            drop_case(folder, a.case, model.dataset_json["file_ending"])
+            raise OSError(f"the probabilities of case {a.case} (fold {a.fold}) cannot be read; they were removed: "
+                          f"run the audit again to predict them afresh (log: {folder / 'predict.log'})")
         label, _ = reader.read_seg(model.cases[a.case]["label"])
         loss = losses[a.fold]
         scores = case_scores(a.case, probabilities, label, nu=loss.nu, ignore_label=model.ignore_label,
                              log_precision=loss.log_precision)
         scored.append(replace(scores, extra={"fold": a.fold, "held_out": a.held_out}))
-        predictions[a.case] = prediction_folder(out, a.fold) / f"{a.case}{file_ending}"
-    ranked = rank(scored, rank_by)
+    return scored
 
-    fold_info = {fold: {"nu": losses[fold].nu, "cases": sum(a.fold == fold for a in assignments),
-                        "held_out": sum(a.fold == fold and a.held_out for a in assignments)} for fold in model.folds}
+
+def _gallery(model: AuditedModel, top: list[CaseScores], rank_by: str, reader, out: Path) -> list[GalleryCase]:
+    """Image, given label and prediction (middle slices) of the ``top`` cases, in rank order."""
     gallery = []
-    for position, s in enumerate(ranked[:top_k], start=1):
+    for position, s in enumerate(top, start=1):
         image, _ = reader.read_images(model.cases[s.case]["images"])
         label, _ = reader.read_seg(model.cases[s.case]["label"])
-        prediction, _ = reader.read_seg(str(predictions[s.case]))
+        prediction_file = prediction_folder(out, s.extra["fold"]) / f"{s.case}{model.dataset_json['file_ending']}"
+        prediction, _ = reader.read_seg(str(prediction_file))
         gallery.append(GalleryCase(s.case, position, _gallery_image(image), middle_slice(label[0]),
                                    middle_slice(prediction[0]), getattr(s, rank_by), rank_by))
-    result = AuditResult(ranked, rank_by, out / "suspects.csv", out / "suspects.md", out / "suspects.png")
-    write_csv(result.csv, ranked)
-    write_markdown(result.markdown, ranked, model=str(model.folder), rank_by=rank_by, folds=fold_info, top_k=top_k)
-    write_gallery(result.gallery, gallery)
-    return result
+    return gallery

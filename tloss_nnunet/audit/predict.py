@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -60,15 +61,29 @@ def read_probabilities(folder: Path, case: str) -> np.ndarray | None:
     try:
         with np.load(folder / f"{case}.npz") as data:
             return np.asarray(data["probabilities"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
 
 
 def _is_complete(folder: Path, case: str, file_ending: str) -> bool:
-    return (folder / f"{case}{file_ending}").is_file() and read_probabilities(folder, case) is not None
+    """The segmentation is there and the probabilities file is a whole npz archive with an array header.
+
+    Cheap on purpose (the archive's directory and the array's header, nothing decompressed): an interrupted
+    write is truncated, which loses the directory at the archive's end; damage inside it shows when scoring
+    reads the array (:func:`read_probabilities`)."""
+    if not (folder / f"{case}{file_ending}").is_file():
+        return False
+    try:
+        with zipfile.ZipFile(folder / f"{case}.npz") as archive, archive.open("probabilities.npy") as member:
+            version = np.lib.format.read_magic(member)
+            (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(member)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    return True
 
 
-def _drop(folder: Path, case: str, file_ending: str) -> None:
+def drop_case(folder: Path, case: str, file_ending: str) -> None:
+    """Remove what nnU-Net wrote for ``case`` (segmentation, probabilities, properties)."""
     for name in (f"{case}{file_ending}", f"{case}.npz", f"{case}.pkl"):
         (folder / name).unlink(missing_ok=True)
 
@@ -115,7 +130,7 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
             if on_done:
                 on_done(1)
         else:
-            _drop(folder, case, file_ending)  # a half-written case from an interrupted run
+            drop_case(folder, case, file_ending)  # a half-written case from an interrupted run
             todo.append(case)
     if not todo:
         return folder
