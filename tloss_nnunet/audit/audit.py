@@ -71,8 +71,11 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     model = load_model(model_folder, folds, checkpoint_name, raw_folder, splits_file)
     out = Path(out_dir)
     rank_by = rank_by or DEFAULT_RANKING
-    losses = {fold: fold_loss(model, fold) for fold in model.folds}
-    _check_request(model, out, device, top_k, rank_by, losses)
+    _check_request(model, out, device, top_k)
+    losses = {fold: fold_loss(model, fold) for fold in model.folds}  # loads every checkpoint: after the cheap checks
+    if rank_by.startswith("tloss") and not _has_nu(losses):
+        raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
+                         "one_minus_dice")
     assignments = assign_folds(model)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused audit leaves nothing behind
 
@@ -88,8 +91,7 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     return result
 
 
-def _check_request(model: AuditedModel, out: Path, device: str, top_k: int, rank_by: str,
-                   losses: dict[int, FoldLoss]) -> None:
+def _check_request(model: AuditedModel, out: Path, device: str, top_k: int) -> None:
     """Refuse, before anything is written, what the audit cannot do."""
     if model.has_regions:
         raise InputError(f"{model.folder} is a region-based model; auditing supports label maps only")
@@ -104,9 +106,6 @@ def _check_request(model: AuditedModel, out: Path, device: str, top_k: int, rank
             raise InputError("CUDA is not available on this machine; pass -device cpu")
     if top_k < 0:
         raise InputError(f"top-k must be >= 0, got {top_k}")
-    if rank_by.startswith("tloss") and not _has_nu(losses):
-        raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
-                         "one_minus_dice")
 
 
 def _predict(model: AuditedModel, assignments: list, out: Path, device: str, processes: tuple[int, int],
