@@ -6,7 +6,7 @@ each and each into a fresh folder: the stock ``nnUNetv2_predict`` of imagesTr, t
 ``--save_probabilities``, and ``tloss-nnunet suspects`` (prediction with probabilities, scoring, csv, summary and
 gallery). Prints the median wall times and the ratios to the plain prediction.
 
-    python benchmarks/audit_speed.py --cases 200 --size 64 --repeats 3
+    python -m benchmarks.audit_speed --cases 200 --size 64 --repeats 3
 """
 
 from __future__ import annotations
@@ -63,14 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tloss-audit-speed-"))
     try:
-        env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-                   nnUNet_results=str(root / "results"), nnUNet_compile="0")
+        from tloss_nnunet.repro.nnunet_env import nnunet_env
+
+        env = nnunet_env(root, "cpu")
         os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
         model = _model(root, args.cases, args.size)
-        from tloss_nnunet.nnunet import ext_trainer_path
-
-        env["nnUNet_extTrainer"] = ext_trainer_path()
-        images = str(root / "raw" / model.parent.name / "imagesTr")
+        images = str(Path(env["nnUNet_raw"]) / model.parent.name / "imagesTr")
         procs = ["-npp", str(args.processes), "-nps", str(args.processes)]
         predict = [str(BIN / "nnUNetv2_predict"), "-i", images, "-d", str(DATASET_ID), "-c", "2d", "-f", "0",
                    "-tr", "nnUNetTrainerTLoss", "-device", "cpu", *procs]
@@ -85,16 +83,20 @@ def main(argv: list[str] | None = None) -> int:
             for i, (name, command) in enumerate(commands.items()):
                 times[name].append(_timed(command(str(root / f"out_{repeat}_{i}")), env))
                 print(f"repeat {repeat + 1}/{args.repeats}: {name}: {times[name][-1]:.1f} s", flush=True)
-        base = statistics.median(times["nnUNetv2_predict"])
         print(f"\n{args.cases} cases of {args.size}x{args.size}, {args.processes} worker processes, "
               f"{args.repeats} interleaved repeats, {os.cpu_count()} CPUs\n")
-        print("| command | median s | all runs s | / nnUNetv2_predict |\n|---|---|---|---|")
-        for name, values in times.items():
-            runs = ", ".join(f"{v:.1f}" for v in values)
-            print(f"| {name} | {statistics.median(values):.1f} | {runs} | {statistics.median(values) / base:.2f} |")
+        print(_table(times))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _table(times: dict[str, list[float]]) -> str:
+    """Median and every run per command, and the median relative to ``nnUNetv2_predict``'s."""
+    base = statistics.median(times["nnUNetv2_predict"])
+    rows = [f"| {name} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} | "
+            f"{statistics.median(values) / base:.2f} |" for name, values in times.items()]
+    return "\n".join(["| command | median s | all runs s | / nnUNetv2_predict |", "|---|---|---|---|", *rows])
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ package once per process; that one-off cost is excluded from every row alike).
 
 Usage::
 
-    python benchmarks/convert_speed.py                  # full size: 2000 training images
-    python benchmarks/convert_speed.py --quick          # 60 images, 600-1200 px, 3 repeats
-    python benchmarks/convert_speed.py --n-train 300 --workers 2
+    python -m benchmarks.convert_speed                  # full size: 2000 training images
+    python -m benchmarks.convert_speed --quick          # 60 images, 600-1200 px, 3 repeats
+    python -m benchmarks.convert_speed --n-train 300 --workers 2
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Kill and interrupt ``noise``, ``convert`` and ``export-stock`` at random moments, many times, and count.
 
-    python benchmarks/fault_injection.py --n 210            # 70 per command, faults cycling kill/int/int2
-    python benchmarks/fault_injection.py --n 30 --commands noise --json results.json
+    python -m benchmarks.fault_injection --n 210            # 70 per command, faults cycling kill/int/int2
+    python -m benchmarks.fault_injection --n 30 --commands noise --json results.json
 
 Each injection runs the real ``tloss-nnunet`` command on tiny synthetic inputs, sends SIGKILL, one SIGINT or
 two SIGINTs after a random delay (uniform in [0, 1.2 x the clean run's duration]), then runs the same command
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fault_lib import COMMANDS, FAULTS, inject, prepare, summary
+from benchmarks.fault_lib import COMMANDS, FAULTS, inject, prepare, summary
 
 
 def main(argv: list[str] | None = None) -> int:

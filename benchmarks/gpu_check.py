@@ -1,8 +1,8 @@
 """The GPU path in one command: loss speed and memory, trainer overhead, stock nnU-Net training, GradScaler.
 
     benchmarks/gpu_check.sh                          # on a CUDA machine: the full check (about 8 minutes, H200)
-    python benchmarks/gpu_check.py --device cuda     # the same, without the shell wrapper
-    python benchmarks/gpu_check.py --device cpu --smoke --out /tmp/check.json   # tiny sizes (the test suite)
+    python -m benchmarks.gpu_check --device cuda     # the same, without the shell wrapper
+    python -m benchmarks.gpu_check --device cpu --smoke --out /tmp/check.json   # tiny sizes (the test suite)
 
 Sections (``--sections`` picks some; each one's failure is recorded with its error, the others still run):
 
@@ -32,10 +32,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # loss_speed, trainer_overhead, gpu_check_lib
-
-from gpu_check_lib.record import Record  # noqa: E402
-from gpu_check_lib.settings import settings_for  # noqa: E402
+from benchmarks.gpu_check_lib.record import Record
+from benchmarks.gpu_check_lib.settings import settings_for
 
 SECTIONS = ("loss", "overhead", "training", "scaler")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
@@ -59,8 +57,9 @@ def _meta(args: argparse.Namespace, device: torch.device) -> dict:
     if device.type == "cuda":
         meta.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
     try:
-        import nnunetv2  # noqa: F401
         from importlib.metadata import version
+
+        import nnunetv2  # noqa: F401
 
         meta["nnunetv2"] = version("nnunetv2")
     except Exception:  # noqa: BLE001 -- the version is informative only
@@ -70,9 +69,9 @@ def _meta(args: argparse.Namespace, device: torch.device) -> dict:
 
 def markdown(data: dict) -> str:
     """The results as Markdown: one table per section, then each section's status, time and failed checks."""
-    from gpu_check_lib.loss_section import loss_markdown
-    from gpu_check_lib.overhead_section import overhead_markdown
-    from gpu_check_lib.training_section import training_markdown
+    from benchmarks.gpu_check_lib.loss_section import loss_markdown
+    from benchmarks.gpu_check_lib.overhead_section import overhead_markdown
+    from benchmarks.gpu_check_lib.training_section import training_markdown
 
     meta, sections = data["meta"], data["sections"]
     where = meta.get("gpu", f"CPU ({meta['cpu_count']} cores, load {meta['load_average_start']})")
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     settings = settings_for(args.smoke)
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="tloss_gpu_check_"))
-    from trainer_overhead import configure_environment
+    from benchmarks.trainer_overhead import configure_environment
 
     configure_environment(str(work / "nnunet"), args.device)  # before nnU-Net is first imported
     record = Record(args.out.resolve(), _meta(args, device), markdown)
@@ -118,18 +117,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _section(name: str, device: torch.device, settings, work: Path) -> dict:
     if name == "loss":
-        from gpu_check_lib.loss_section import run_loss_section
+        from benchmarks.gpu_check_lib.loss_section import run_loss_section
 
         return run_loss_section(device, settings)
     if name == "overhead":
-        from gpu_check_lib.overhead_section import run_overhead_section
+        from benchmarks.gpu_check_lib.overhead_section import run_overhead_section
 
         return run_overhead_section(device, settings)
     if name == "training":
-        from gpu_check_lib.training_section import run_training_section
+        from benchmarks.gpu_check_lib.training_section import run_training_section
 
         return run_training_section(device, settings, work)
-    from gpu_check_lib.scaler_section import run_scaler_section
+    from benchmarks.gpu_check_lib.scaler_section import run_scaler_section
 
     return run_scaler_section(device)
 

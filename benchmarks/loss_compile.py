@@ -1,7 +1,7 @@
 """Eager vs ``torch.compile`` of the T-Loss on loss_speed.py's pyramids: first-call (compile) time and median step.
 
-    python benchmarks/loss_compile.py                      # 2D case on CPU (needs a C++ compiler for inductor)
-    python benchmarks/loss_compile.py --device cuda --cases 2d 3d
+    python -m benchmarks.loss_compile                      # 2D case on CPU (needs a C++ compiler for inductor)
+    python -m benchmarks.loss_compile --device cuda --cases 2d 3d
 
 The loss is ``DeepSupervisionWrapper(TLoss(...))`` as in loss_speed.py; the compiled variant wraps the TLoss
 module in ``torch.compile`` (what a user who compiles the loss gets; nnU-Net compiles only its network). The
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from loss_speed import CASES, ds_weights, make_inputs
+from benchmarks.loss_speed import CASES, ds_weights, make_inputs
 
 
 def _loss(compiled: bool, device: torch.device):

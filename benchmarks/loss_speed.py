@@ -18,9 +18,9 @@ round, so load drifts hit all rows alike), and reports the median over rounds. `
 ``tloss@REV``: the T-Loss of git revision REV (its ``tloss_nnunet`` exported to a temporary folder and put first
 on the worker's path), measured side by side with this tree's. Usage::
 
-    python benchmarks/loss_speed.py                  # both cases on CPU
-    python benchmarks/loss_speed.py --cases 2d --rounds 5 --baseline main    # before/after, side by side
-    python benchmarks/loss_speed.py --device cuda --cases 2d 3d --repeats 20
+    python -m benchmarks.loss_speed                  # both cases on CPU
+    python -m benchmarks.loss_speed --cases 2d --rounds 5 --baseline main    # before/after, side by side
+    python -m benchmarks.loss_speed --device cuda --cases 2d 3d --repeats 20
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def run_in_subprocess(case: str, loss: str, device: str, repeats: int, code_path
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_rounds(cases: list[str], device: str, repeats: int, rounds: int, baseline: tuple[str, str] | None) -> list[dict]:
+def run_rounds(cases: list[str], device: str, repeats: int, rounds: int,
+               baseline: tuple[str, str] | None) -> list[dict]:
     """Every (case, loss) process ``rounds`` times, interleaved; per row the median over rounds."""
     rows = [(case, loss, None) for case in cases for loss in LOSSES]
     if baseline is not None:

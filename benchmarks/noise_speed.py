@@ -18,8 +18,8 @@ fast path; with ``--native-reference`` also for the reference (minutes for dilat
 
 Usage::
 
-    python benchmarks/noise_speed.py                      # 2000 masks, alpha 0.7, beta 0.5, 2 workers
-    python benchmarks/noise_speed.py --masks 500 --repeats 1 --native-size 2000 3000
+    python -m benchmarks.noise_speed                      # 2000 masks, alpha 0.7, beta 0.5, 2 workers
+    python -m benchmarks.noise_speed --masks 500 --repeats 1 --native-size 2000 3000
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def native(args: argparse.Namespace) -> None:
     print("| kind | fast seconds (median of 3) | reference seconds | identical |")
     print("|---|---:|---:|---|")
     for kind, (spec, reference) in kinds.items():
-        fast_times = timed(lambda _: apply_noise(mask, spec, 0.7), 3)
+        fast_times = timed(lambda _, spec=spec: apply_noise(mask, spec, 0.7), 3)
         if args.native_reference:
             start = time.perf_counter()
             expected = reference().astype(bool)

@@ -10,9 +10,9 @@ loss alone (forward + backward of ``trainer.loss`` on the same detached network 
 cost the T-Loss adds. Besides medians, the median of the per-pair ratios (the two trainers timed back to back
 on the same batch) and the minima are shown: on a shared machine they are far less sensitive to other load.
 
-    python benchmarks/trainer_overhead.py                      # CPU, 64x64 images
-    python benchmarks/trainer_overhead.py --device cuda        # CUDA: autocast + GradScaler + torch.compile
-    python benchmarks/trainer_overhead.py --size 128 --iters 100 --threads 2
+    python -m benchmarks.trainer_overhead                      # CPU, 64x64 images
+    python -m benchmarks.trainer_overhead --device cuda        # CUDA: autocast + GradScaler + torch.compile
+    python -m benchmarks.trainer_overhead --size 128 --iters 100 --threads 2
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -87,19 +88,20 @@ def _table(title: str, times: dict[str, list[float]], scale: float, unit: str) -
 
 
 def configure_environment(work: str, device: str, compile_network: bool = True) -> None:
-    """nnU-Net's folders under ``work`` and its worker/compile variables; call before importing nnunetv2.
-
-    CPU, or ``compile_network=False``: ``nnUNet_compile=0``; else the variable is removed, which is nnU-Net's
-    default (compile on CUDA).
+    """Point this process's nnU-Net at folders under ``work`` (:func:`~tloss_nnunet.repro.nnunet_env.nnunet_env`);
+    call before importing nnunetv2. The trainers here are fed in-process: no augmentation workers, one worker
+    for nnU-Net's pools. CPU, or ``compile_network=False``: ``nnUNet_compile=0``; else the variable is unset,
+    which is nnU-Net's default (compile on CUDA).
     """
-    for key in ("raw", "preprocessed", "results"):
-        os.makedirs(os.path.join(work, key), exist_ok=True)
-        os.environ[f"nnUNet_{key}"] = os.path.join(work, key)
-    os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
-    if device == "cpu" or not compile_network:
-        os.environ["nnUNet_compile"] = "0"
-    else:
-        os.environ.pop("nnUNet_compile", None)
+    from tloss_nnunet.repro.nnunet_env import nnunet_env
+
+    base = {k: v for k, v in os.environ.items() if k != "nnUNet_compile"}
+    base.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+    env = nnunet_env(Path(work), device, base=base)
+    if not compile_network:
+        env["nnUNet_compile"] = "0"
+    os.environ.pop("nnUNet_compile", None)
+    os.environ.update(env)
 
 
 def build_trainers(dataset_id: int, size: int, cases: int, device: torch.device) -> dict:

@@ -13,7 +13,17 @@ Synthetic look-alike releases in the official layouts serve tests, demos and ben
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tloss_nnunet.lazy import lazy_attributes
+
+if TYPE_CHECKING:  # what the lazy attributes resolve to, for type checkers and IDEs
+    from tloss_nnunet.converters.family import ConversionReport
+    from tloss_nnunet.converters.isic2017 import convert_isic2017, discover_isic2017
+    from tloss_nnunet.converters.publish import IntegrityCheckFailed
+    from tloss_nnunet.converters.shenzhen import convert_shenzhen, discover_shenzhen, split_test_cases
+    from tloss_nnunet.converters.synthetic import write_synthetic_isic2017
+    from tloss_nnunet.converters.synthetic_shenzhen import SyntheticShenzhen, write_synthetic_shenzhen
 
 _LAZY = {
     "ConversionReport": "tloss_nnunet.converters.family",

@@ -82,7 +82,8 @@ def discover_isic2017(root: Path) -> tuple[list[CaseTask], list[str]]:
             problems.append(f"no cases (image + mask pairs) found in {image_folder} and {mask_folder}")
         for case_id in sorted(images.keys() & masks.keys()):
             if case_id in role_of:
-                problems.append(f"{case_id}: appears in both {OFFICIAL_FOLDERS[role_of[case_id]][0]} and {image_folder}")
+                problems.append(f"{case_id}: appears in both {OFFICIAL_FOLDERS[role_of[case_id]][0]} "
+                                f"and {image_folder}")
                 continue
             role_of[case_id] = role
             cases.append(CaseTask(case_id, images[case_id], masks[case_id], role))

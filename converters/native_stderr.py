@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["JPEG_CORRUPTION_MARKS", "captured_native_stderr", "jpeg_corruption"]
 

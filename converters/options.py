@@ -9,9 +9,10 @@ light (no OpenCV), so the command line can build its parser from it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tloss_nnunet.converters.plan import noise_settings, option_problems, output_roots
 from tloss_nnunet.errors import InputError

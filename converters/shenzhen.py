@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tloss_nnunet.converters.family import ConversionReport
 from tloss_nnunet.converters.options import SHENZHEN_FIRST_ID, ConversionOptions
@@ -52,7 +53,8 @@ def _index(entries: dict[str, Source], pattern: re.Pattern) -> dict[str, Source]
     return {m.group(1): src for name, src in sorted(entries.items()) if (m := pattern.match(name))}
 
 
-def discover_shenzhen(images_dir: Path, masks_dir: Path) -> tuple[list[tuple[str, Source, Source]], list[str], list[str]]:
+def discover_shenzhen(images_dir: Path,
+                      masks_dir: Path) -> tuple[list[tuple[str, Source, Source]], list[str], list[str]]:
     """Pair CXRs and lung masks by stem.
 
     Returns ``(pairs, skipped, problems)``: ``pairs`` sorted by stem as ``(stem, image, mask)``,

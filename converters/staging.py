@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterable
 from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 from tqdm import tqdm

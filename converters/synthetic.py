@@ -1,4 +1,5 @@
-"""Synthetic ISIC 2017 release in the official layout, and the drawing helpers of the synthetic releases, for tests, demo and benchmarks.
+"""Synthetic ISIC 2017 release in the official layout, and the drawing helpers of the synthetic releases, for tests,
+demo and benchmarks.
 
 The real data cannot be downloaded where this project is built and tested, so these writers
 produce small (or, for benchmarks, full-size) look-alikes, seeded and reproducible:
@@ -104,7 +105,8 @@ def _isic_files(args: tuple[int, int, str, int, int, bool]) -> list[tuple[str, b
     """Encoded files of one case: image JPEG, superpixels PNG (optional) and mask PNG."""
     seed, index, case_id, height, width, superpixels = args
     image, mask = isic_case(seed, index, height, width)
-    files = [(f"{case_id}.jpg", encode_image(image, ".jpg")), (f"{case_id}_segmentation.png", encode_image(mask, ".png"))]
+    files = [(f"{case_id}.jpg", encode_image(image, ".jpg")),
+             (f"{case_id}_segmentation.png", encode_image(mask, ".png"))]
     if superpixels:
         files.append((f"{case_id}_superpixels.png", encode_image(_superpixels(height, width), ".png")))
     return files
@@ -190,7 +192,7 @@ class _ReleaseWriter:
         compress = zipfile.ZIP_STORED if filename.endswith((".jpg", ".png")) else zipfile.ZIP_DEFLATED
         self.archives[folder].writestr(f"{folder}/{filename}", data, compress_type=compress)
 
-    def __enter__(self) -> "_ReleaseWriter":
+    def __enter__(self) -> _ReleaseWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,16 @@ Typical use (what the dataset converters do)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tloss_nnunet.lazy import lazy_attributes
+
+if TYPE_CHECKING:  # what the lazy attributes resolve to, for type checkers and IDEs
+    from tloss_nnunet.noise.apply import NoisyMask, apply_noise, noise_rate
+    from tloss_nnunet.noise.generate import NoiseRunResult, generate_noisy_dataset
+    from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
+    from tloss_nnunet.noise.plan import plan_noise
+    from tloss_nnunet.noise.settings import NOISE_KINDS, CaseNoise, NoiseSetting
 
 _LAZY = {
     "NoisyMask": "tloss_nnunet.noise.apply",

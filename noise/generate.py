@@ -24,13 +24,14 @@ once, the staging folder goes (a killed run's is removed by the next run, :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tloss_nnunet.atomic import folders_created, output_folder_problem, staging_folder, swap_into
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.interrupts import deferred_interrupts
 from tloss_nnunet.noise.apply import apply_noise
 from tloss_nnunet.noise.mask_io import read_binary_mask, write_binary_mask
 from tloss_nnunet.noise.parallel import ordered_map
@@ -38,7 +39,6 @@ from tloss_nnunet.noise.plan import plan_noise
 from tloss_nnunet.noise.preview import find_image, image_is_readable, preview_cases, write_preview
 from tloss_nnunet.noise.records import DETAILS_NAME, LOG_NAME, CaseRecord, NoiseRunResult, write_logs
 from tloss_nnunet.noise.settings import CaseNoise, NoiseSetting
-from tloss_nnunet.interrupts import deferred_interrupts
 from tloss_nnunet.workers import default_workers, process_pool
 
 STAGING_LABEL = "noise-staging"

@@ -6,7 +6,7 @@ the (alpha, beta) grid (ranges, repeated values) and the worker count.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tloss_nnunet.noise.settings import NoiseSetting, alpha_problem, beta_problem
 

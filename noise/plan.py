@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from tloss_nnunet.noise.settings import (
     CORRUPTION_KINDS,

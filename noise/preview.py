@@ -8,8 +8,8 @@ with the noise kind and the achieved noise rate ``(FP + FN) / fg_clean``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import cv2
 import numpy as np

@@ -19,7 +19,7 @@ Masks here are ``uint8`` arrays with values 0/1, as the published script holds t
 from __future__ import annotations
 
 import random
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.ndimage
@@ -44,23 +44,8 @@ def reference_dilate(label: np.ndarray, beta: float) -> np.ndarray:
     Returns the last mask, or the one before it when the last is full or when the one before is
     strictly closer to the target area.
     """
-    max_num = label.shape[0] * label.shape[1]
     fg = int((label > 0).sum())
-    target = fg + int(fg * beta)
-    noisy = label.copy()
-    previous = None
-    while noisy.sum() < target and noisy.sum() != max_num:
-        previous = noisy.copy()
-        noisy = scipy.ndimage.binary_dilation(noisy, iterations=1)
-    if previous is None:
-        raise PublishedProtocolCrash(f"dilation loop never runs (fg={fg}, target={target})")
-    noisy = noisy.astype(np.uint8)
-    previous = previous.astype(np.uint8)
-    if noisy.sum() == max_num:
-        return previous
-    if abs(int(previous.sum()) - target) < abs(int(noisy.sum()) - target):
-        return previous
-    return noisy
+    return _step_to_target(label, fg + int(fg * beta), scipy.ndimage.binary_dilation, limit=label.size)
 
 
 def reference_erode(label: np.ndarray, beta: float) -> np.ndarray:
@@ -71,17 +56,25 @@ def reference_erode(label: np.ndarray, beta: float) -> np.ndarray:
     is strictly closer to the target area.
     """
     fg = int((label > 0).sum())
-    target = fg - int(fg * beta)
+    return _step_to_target(label, fg - int(fg * beta), scipy.ndimage.binary_erosion, limit=0)
+
+
+def _step_to_target(label: np.ndarray, target: int, step, limit: int) -> np.ndarray:
+    """The published loop of both: ``step`` (one dilation or erosion) while the area is on the start's side of
+    ``target`` and not at ``limit`` (full for dilation, empty for erosion); then the last mask, or the one before
+    when the last is at ``limit`` or the one before is strictly closer to ``target``."""
+    growing = limit > 0
     noisy = label.copy()
     previous = None
-    while noisy.sum() > target and noisy.sum() != 0:
+    while (noisy.sum() < target if growing else noisy.sum() > target) and noisy.sum() != limit:
         previous = noisy.copy()
-        noisy = scipy.ndimage.binary_erosion(noisy, iterations=1)
+        noisy = step(noisy, iterations=1)
     if previous is None:
-        raise PublishedProtocolCrash(f"erosion loop never runs (fg={fg}, target={target})")
+        kind = "dilation" if growing else "erosion"
+        raise PublishedProtocolCrash(f"{kind} loop never runs (fg={int((label > 0).sum())}, target={target})")
     noisy = noisy.astype(np.uint8)
     previous = previous.astype(np.uint8)
-    if noisy.sum() == 0:
+    if noisy.sum() == limit:
         return previous
     if abs(int(previous.sum()) - target) < abs(int(noisy.sum()) - target):
         return previous

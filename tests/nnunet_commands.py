@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tloss_nnunet.cli import main
+from tloss_nnunet.repro.nnunet_env import nnunet_env
 from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
 DATASET_ID = 621
@@ -39,14 +40,16 @@ def run(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedP
 
 
 def train_tiny_tloss_model(root: Path) -> dict:
-    """Build the session's model under ``root``; returns its folders, environments and model folder."""
-    paths = {k: root / k for k in ("raw", "preprocessed", "results")}
-    for p in paths.values():
-        p.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
-    env.update(nnUNet_raw=str(paths["raw"]), nnUNet_preprocessed=str(paths["preprocessed"]),
-               nnUNet_results=str(paths["results"]), nnUNet_compile="0", nnUNet_def_n_proc="1",
-               nnUNet_n_proc_DA="1", OMP_NUM_THREADS="1")
+    """Build the session's model under ``root``; returns its folders, environments and model folder.
+
+    ``env`` is stock nnU-Net's view (no ``nnUNet_extTrainer``); ``train_env`` adds the user's recipe,
+    ``nnUNet_extTrainer="$(tloss-nnunet ext-path)"``.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    # nnU-Net's planner refuses nnUNet_n_proc_DA=0 (torch.set_num_threads); training uses 0 (no augmentation worker).
+    base.update(nnUNet_def_n_proc="1", nnUNet_n_proc_DA="1", OMP_NUM_THREADS="1")
+    env = nnunet_env(root, device="cpu", base=base, find_trainers=False)
+    paths = {k: Path(env[f"nnUNet_{k}"]) for k in ("raw", "preprocessed", "results")}
     raw = write_synthetic_dataset(str(paths["raw"]), DATASET_ID, "2d", num_train=8, num_test=2, size=32)
     run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "--verify_dataset_integrity",
          "-np", "1", "-npfp", "1"], env)

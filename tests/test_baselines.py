@@ -64,7 +64,8 @@ def test_reductions_and_target_layouts():
     y = torch.randint(0, 2, (2, 3, 3))
     per_element = GeneralizedCrossEntropyLoss(reduction="none")(x, y)
     assert per_element.shape == (2, 3, 3)
-    assert GeneralizedCrossEntropyLoss(reduction="sum")(x, y).item() == pytest.approx(per_element.sum().item(), rel=1e-6)
+    total = GeneralizedCrossEntropyLoss(reduction="sum")(x, y).item()
+    assert total == pytest.approx(per_element.sum().item(), rel=1e-6)
     assert GeneralizedCrossEntropyLoss()(x, y[:, None]).item() == pytest.approx(per_element.mean().item(), rel=1e-6)
 
 
@@ -146,17 +147,19 @@ def test_study_trainer_table_names_real_classes_with_the_right_schedules(monkeyp
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.training.nnUNetTrainer.variants.loss import nnUNetTrainerCELoss, nnUNetTrainerDiceLoss
 
-    import tloss_nnunet.repro.study_trainers as baselines
     import tloss_nnunet.nnunet.trainer as tloss_trainer
     import tloss_nnunet.nnunet.variants as variants
+    import tloss_nnunet.repro.study_trainers as baselines
+    from benchmarks.studykit.arms import ARMS, LOSS_ARMS, SCHEDULES
 
     found = {"nnUNetTrainer": nnUNetTrainer}
     for module in (baselines, variants, tloss_trainer, xepochs, nnUNetTrainerCELoss, nnUNetTrainerDiceLoss):
         found.update({k: v for k, v in vars(module).items() if isinstance(v, type)})
     monkeypatch.setattr(nnUNetTrainer, "__init__", _stub_base_init)
     expected = {"default": (1000, 250), "50epochs": (50, 250), "tiny": (2, 4)}
-    for loss, schedules in baselines.STUDY_TRAINERS.items():
-        assert set(schedules) == set(expected)
+    table = {arm: {"default": ARMS[arm], **{s: SCHEDULES[s][arm] for s in ("50epochs", "tiny")}} for arm in LOSS_ARMS}
+    assert all(set(SCHEDULES[s]) == set(LOSS_ARMS) for s in ("50epochs", "tiny"))
+    for schedules in table.values():
         for schedule, name in schedules.items():
             cls = found[name]
             assert issubclass(cls, nnUNetTrainer), name

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tloss_nnunet.cli import main
-from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
 from tloss_nnunet import atomic
-from tloss_nnunet.converters import staging
+from tloss_nnunet.cli import main
+from tloss_nnunet.converters import convert_isic2017, staging, write_synthetic_isic2017
 from tloss_nnunet.converters.family import STAGING_ROOT
 from tloss_nnunet.converters.publish import MARKER
 
@@ -71,7 +70,8 @@ def test_interrupted_while_staging_then_rerun_equals_uninterrupted_run(release, 
     assert "resumed" in report.format()
 
 
-def test_interrupted_while_publishing_then_rerun_equals_uninterrupted_run(release, uninterrupted, tmp_path, monkeypatch):
+def test_interrupted_while_publishing_then_rerun_equals_uninterrupted_run(release, uninterrupted, tmp_path,
+                                                                          monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setattr(atomic, "link_or_copy", fail_after(30, atomic.link_or_copy))
     with pytest.raises(Interrupted):

@@ -3,7 +3,7 @@
 
 After the re-run: outputs byte-identical to an uninterrupted run, no hidden leftovers, no surviving child
 process, sources unchanged; the interrupted run printed no traceback and, when interrupted, ended with one
-"interrupted" line and exit code 130. ``benchmarks/fault_injection.py`` runs the long version (hundreds).
+"interrupted" line and exit code 130. ``python -m benchmarks.fault_injection`` runs the long version (hundreds).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_lib import COMMANDS, FAULTS, Scenario, inject, prepare, summary
+from benchmarks.fault_lib import COMMANDS, FAULTS, Scenario, inject, prepare, summary
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finds survivors through /proc")
 

@@ -181,7 +181,7 @@ def test_an_error_caused_by_ctrl_c_is_reported_as_the_interrupt(capsys):
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise ImportError("cannot load module more than once per process")  # what torch then raises
+            raise ImportError("cannot load module more than once per process") from None  # what torch then raises
 
     assert exit_code_of(import_cut_short, "tloss-nnunet export-stock") == 130
     assert capsys.readouterr().err == "tloss-nnunet export-stock: interrupted\n"

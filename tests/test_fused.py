@@ -41,7 +41,8 @@ def test_two_class_path_equals_the_one_hot_path(include_background, spatial, cap
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(grad_x, exp_x)
     torch.testing.assert_close(grad_nu, exp_nu)
-    if logits.numel() < 500 and cap is None:  # numerical Jacobian: one forward per element; the cap's divisor is detached
+    # numerical Jacobian: one forward per element; the cap's divisor is detached
+    if logits.numel() < 500 and cap is None:
         assert torch.autograd.gradcheck(lambda x: fused(x, labels, mask=mask), (logits,))
 
 

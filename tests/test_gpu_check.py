@@ -14,20 +14,19 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check") / "check.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--smoke",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--smoke",
                            "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return json.loads(out.read_text()), out.with_suffix(".md").read_text(), done.stdout
 
 
+@pytest.mark.slow
 def test_every_section_ran_and_passed_its_checks(smoke):
     data, _, stdout = smoke
     sections = data["sections"]
@@ -39,6 +38,7 @@ def test_every_section_ran_and_passed_its_checks(smoke):
     assert data["meta"]["device"] == "cpu" and data["meta"]["smoke"] is True
 
 
+@pytest.mark.slow
 def test_loss_rows_cover_cases_dtypes_and_losses(smoke):
     rows = smoke[0]["sections"]["loss"]["result"]["rows"]
     keys = {(r["case"], r["dtype"], r["loss"]) for r in rows}
@@ -48,6 +48,7 @@ def test_loss_rows_cover_cases_dtypes_and_losses(smoke):
         assert r["median_s"] > 0 and r["time_vs_floor"] > 0 and r["extra_bytes"] is None  # no CPU memory figure
 
 
+@pytest.mark.slow
 def test_overhead_and_training_found_what_they_check(smoke):
     sections = smoke[0]["sections"]
     overhead = sections["overhead"]["result"]
@@ -64,6 +65,7 @@ def test_overhead_and_training_found_what_they_check(smoke):
     assert scaler["network_unchanged"] and scaler["nu_unchanged"] and scaler["scale_after"] < scaler["init_scale"]
 
 
+@pytest.mark.slow
 def test_markdown_has_a_table_per_section(smoke):
     markdown = smoke[1]
     for heading in ("## loss", "## overhead", "## training", "## scaler"):
@@ -72,8 +74,7 @@ def test_markdown_has_a_table_per_section(smoke):
 
 
 def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_check_lib.record import Record
+    from benchmarks.gpu_check_lib.record import Record
 
     record = Record(tmp_path / "r.json", {"smoke": True}, lambda data: "md\n")
     record.run("broken", 1.0, lambda: 1 / 0)

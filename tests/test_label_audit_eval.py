@@ -1,4 +1,4 @@
-"""The label-audit evaluation (``benchmarks/label_audit.py``): a smoke run end to end (real nnU-Net trainers,
+"""The label-audit evaluation (``python -m benchmarks.label_audit``): a smoke run end to end (real nnU-Net trainers,
 2-fold cross-fitting, the library's scores), resume, and its AUROC / precision@k maths on hand-made cases."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-import label_audit
-from label_audit_lib.summary import KINDS, auroc, precision_at_k, run_metrics
+from benchmarks import label_audit
+from benchmarks.label_audit_report import KINDS, auroc, precision_at_k, run_metrics
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_every_case_is_scored_once_by_the_fold_that_held_it_out(smoke_evaluation
     runs = json.loads((tmp / "audit.json").read_text())["runs"]
     assert sorted(r["loss"] for r in runs) == ["dice_ce", "tloss"]  # the resumed call added nothing
     for run in runs:
+        assert "dice_mean" not in run and "CPUs" in run["machine"]  # the fields this study declares, no fillers
         cases = run["cases"]
         assert len({c["case"] for c in cases}) == len(cases) == run["n_train"]
         assert sorted(c["fold"] for c in cases) == [0] * (run["n_train"] // 2) + [1] * (run["n_train"] // 2)

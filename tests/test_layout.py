@@ -1,14 +1,16 @@
 """The layout rules: dependencies flow one way, start-up paths stay light, files stay short.
 
 Layers (a part may import the ones before it, never the ones after):
-library (``tloss_nnunet`` without ``repro``) -> noise -> converters -> reproduction kit (``tloss_nnunet.repro``).
-The command line reaches the noise and converter subcommands through ``tloss_nnunet.cli.COMMAND_MODULES``,
-names it imports only when building its parser; no library module imports them.
+library (``tloss_nnunet`` without ``repro`` and the CLI) -> noise -> converters -> reproduction kit
+(``tloss_nnunet.repro``) -> CLI (``tloss_nnunet.cli``, ``tloss_nnunet.__main__``). The CLI sits above every wing
+and imports each wing's ``cli`` module with an import statement (no module names in strings), so the walk
+below sees that dependency too; no other library module imports the noise or converter wings.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -18,27 +20,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tloss_nnunet"
-#: folder -> import name of the part (the setup.cfg package_dir mapping)
+CLI_FILES = (PACKAGE / "cli.py", PACKAGE / "__main__.py")
+#: folder -> import name of the part (the setup.py package_dir mapping)
 PARTS = {
     "library": (PACKAGE, "tloss_nnunet"),
     "noise": (ROOT / "noise", "tloss_nnunet.noise"),
     "converters": (ROOT / "converters", "tloss_nnunet.converters"),
     "kit": (PACKAGE / "repro", "tloss_nnunet.repro"),
+    "cli": (PACKAGE, "tloss_nnunet.cli"),
 }
 #: part -> parts it must not import
 FORBIDDEN = {
-    "library": ("noise", "converters", "kit"),
-    "noise": ("converters", "kit"),
-    "converters": ("kit",),
+    "library": ("noise", "converters", "kit", "cli"),
+    "noise": ("converters", "kit", "cli"),
+    "converters": ("kit", "cli"),
+    "kit": ("cli",),
 }
 HEAVY = ("monai", "cv2", "skimage", "matplotlib")
 
 
 def _files(part: str) -> list[Path]:
+    if part == "cli":
+        return list(CLI_FILES)
     folder = PARTS[part][0]
     files = sorted(folder.rglob("*.py"))
-    if part == "library":  # the kit lives inside the package folder but is its own part
-        files = [f for f in files if PARTS["kit"][0] not in f.parents]
+    if part == "library":  # the kit and the CLI live inside the package folder but are parts of their own
+        files = [f for f in files if PARTS["kit"][0] not in f.parents and f not in CLI_FILES]
     return files
 
 
@@ -57,7 +64,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 def _belongs_to(module: str, part: str) -> bool:
     prefix = PARTS[part][1]
-    return module == prefix or module.startswith(prefix + ".")
+    return module == prefix or module.startswith(prefix + ".") or (part == "cli" and module == "tloss_nnunet.__main__")
 
 
 @pytest.mark.parametrize("part", sorted(FORBIDDEN))
@@ -68,6 +75,57 @@ def test_imports_flow_one_way(part: str) -> None:
                  for path in files for module in sorted(_imported_modules(path))
                  for other in FORBIDDEN[part] if _belongs_to(module, other)]
     assert offenders == []
+
+
+def test_the_cli_imports_every_wings_commands() -> None:
+    """Each ``cli`` module (the wings' commands) is named by an import statement of ``tloss_nnunet/cli.py``."""
+    wings = [path for part in ("library", "noise", "converters") for path in _files(part) if path.name == "cli.py"]
+    assert len(wings) >= 4
+    wanted = {_module_name(path) for path in wings}
+    assert wanted - _imported_modules(PACKAGE / "cli.py") == set()
+    assert "importlib" not in _imported_modules(PACKAGE / "cli.py")
+
+
+def _module_name(path: Path) -> str:
+    """Import name of a file of a part (``noise/cli.py`` -> ``tloss_nnunet.noise.cli``)."""
+    folder, prefix = next(PARTS[part] for part in ("kit", "noise", "converters", "library")
+                          if PARTS[part][0] in path.parents)
+    inner = path.relative_to(folder).with_suffix("").parts
+    return ".".join([prefix, *(p for p in inner if p != "__init__")])
+
+
+def _lazy_inits() -> list[Path]:
+    return [path for part in ("library", "noise", "converters", "kit") for path in _files(part)
+            if path.name == "__init__.py" and "lazy_attributes(" in path.read_text()]
+
+
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """name -> module of every import under the module-level ``if TYPE_CHECKING:``."""
+    names: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+                for alias in statement.names:
+                    assert alias.asname in (None, alias.name), f"{path}: {alias.name} renamed"
+                    names[alias.name] = statement.module
+    return names
+
+
+def test_five_packages_resolve_names_lazily() -> None:
+    assert len(_lazy_inits()) == 5
+
+
+@pytest.mark.parametrize("init", _lazy_inits(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_lazy_names_are_the_type_checkers_names(init: Path) -> None:
+    """The ``if TYPE_CHECKING:`` imports (what IDEs and type checkers see) are exactly the lazy names, from
+    the same modules; every public name is lazy or defined at import, and each resolves to its module's."""
+    package = importlib.import_module(_module_name(init))
+    assert _type_checking_imports(init) == package._LAZY
+    eager = set(package.__all__) - set(package._LAZY)
+    assert all(name in vars(package) for name in eager) and set(package._LAZY) <= set(package.__all__)
+    for name, module in package._LAZY.items():
+        assert getattr(package, name) is getattr(importlib.import_module(module), name)
 
 
 def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
@@ -112,8 +170,8 @@ def test_help_imports_no_heavy_module() -> None:
         "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
         "print(json.dumps({'help': 'export-stock' in out.getvalue() and 'convert' in out.getvalue(),\n"
-        "                  'loaded': sorted({m.split('.')[0] for m in sys.modules} & set(%r + ('torch',)))}))\n"
-        % (HEAVY,))
+        "                  'loaded': sorted({m.split('.')[0] for m in sys.modules} & set("
+        + repr(HEAVY) + " + ('torch',)))}))\n")
     assert result == {"help": True, "loaded": []}
 
 
@@ -131,7 +189,6 @@ def test_trainer_lookup_adds_no_heavy_module_and_no_kit() -> None:
         "ours = {m.split('.')[0] for m in sys.modules}\n"
         "parts = sorted(m for m in sys.modules if m.startswith(('tloss_nnunet.repro', 'tloss_nnunet.noise',\n"
         "                                                     'tloss_nnunet.converters')))\n"
-        "print(json.dumps({'found': found, 'added_heavy': sorted((ours - stock) & set(%r)),\n"
-        "                  'monai_or_cv2': sorted(ours & {'monai', 'cv2'}), 'other_parts': parts}))\n"
-        % (HEAVY,))
+        "print(json.dumps({'found': found, 'added_heavy': sorted((ours - stock) & set(" + repr(HEAVY) + ")),\n"
+        "                  'monai_or_cv2': sorted(ours & {'monai', 'cv2'}), 'other_parts': parts}))\n")
     assert result == {"found": "nnUNetTrainerTLoss_tiny", "added_heavy": [], "monai_or_cv2": [], "other_parts": []}

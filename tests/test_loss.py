@@ -90,7 +90,8 @@ def test_gradcheck_input_and_nu():
     mask = torch.rand(3, 10, generator=gen) > 0.2
     for normalize in (True, False):
         assert torch.autograd.gradcheck(
-            lambda p, ln: t_loss(p, target, ln, mask, normalize=normalize, log_precision=0.5), (prob, log_nu)
+            lambda p, ln, normalize=normalize: t_loss(p, target, ln, mask, normalize=normalize, log_precision=0.5),
+            (prob, log_nu),
         )
 
 
@@ -99,7 +100,8 @@ def test_gradient_is_one_weight_per_sample():
     pred = torch.tensor([[0.1, 0.2, 0.1], [0.9, 0.8, 0.9]], dtype=torch.float64, requires_grad=True)
     target = torch.zeros_like(pred)
     nu, d = 1.5, 3
-    t_loss(pred, target, torch.tensor(math.log(nu), dtype=torch.float64), normalize=False, epsilon=0.0, reduction="sum").backward()
+    t_loss(pred, target, torch.tensor(math.log(nu), dtype=torch.float64), normalize=False, epsilon=0.0,
+           reduction="sum").backward()
     delta = pred.detach()
     weight = (nu + d) / (nu + delta.square().sum(1, keepdim=True))
     torch.testing.assert_close(pred.grad, weight * delta)

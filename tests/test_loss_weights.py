@@ -16,7 +16,8 @@ def test_mean_weight_cap_keeps_the_weight_ratios_and_stops_the_step_growing():
     c * (w_b / mean w) * delta / D_b. With c = 1, shrinking every residual 10x shrinks the step 10x (a
     sum-of-squares step) instead of growing it (absolute weights ~ 1 / MSE)."""
     gen = torch.Generator().manual_seed(3)
-    base = torch.rand(3, 50, generator=gen, dtype=torch.float64) * torch.tensor([[0.1], [0.3], [0.6]], dtype=torch.float64)
+    base = (torch.rand(3, 50, generator=gen, dtype=torch.float64)
+            * torch.tensor([[0.1], [0.3], [0.6]], dtype=torch.float64))
     log_nu = torch.tensor(math.log(1e-3), dtype=torch.float64)
 
     def grad(residual, cap):
@@ -39,7 +40,8 @@ def test_mean_weight_cap_keeps_the_weight_ratios_and_stops_the_step_growing():
     logits = torch.randn(2, 2, 6, 6, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, 2, (2, 1, 6, 6), generator=gen)
     kwargs = dict(softmax=True, to_onehot_y=True, include_background=False, reduction="none", nu_init=0.05)
-    ratio = (TLoss(**kwargs).double()(logits, labels) / TLoss(mean_weight_cap=1.0, **kwargs).double()(logits, labels)).detach()
+    ratio = (TLoss(**kwargs).double()(logits, labels)
+             / TLoss(mean_weight_cap=1.0, **kwargs).double()(logits, labels)).detach()
     torch.testing.assert_close(ratio, ratio[:1].expand(2))
     assert float(ratio[0]) > 1
     assert "mean_weight_cap=1.0" in repr(TLoss(mean_weight_cap=1.0))

@@ -5,8 +5,8 @@ exactly) -> nnUNetv2_predict -> nnUNetv2_evaluate_folder; then ``tloss-nnunet ex
 nnUNetv2_predict WITHOUT the plugin on the export (identical predictions). ``--val`` goes through the same
 ``load_checkpoint`` as ``--c`` and is not run again here (each nnU-Net command costs ~20 s on 2 cores).
 ``-num_gpus`` cannot run here: nnU-Net forces CUDA + NCCL for it (the DDP step logic is tested with gloo in
-test_nnunet_ddp.py). The ``tloss-nnunet`` commands run in process through ``tloss_nnunet.cli.main``; the trained model is the
-session's (conftest.py, nnunet_commands.py).
+test_nnunet_ddp.py). The ``tloss-nnunet`` commands run in process through ``tloss_nnunet.cli.main``; the trained model
+is the session's (conftest.py, nnunet_commands.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ import os
 import numpy as np
 import pytest
 import torch
-from nnunet_commands import DATASET_ID, TRAINER, cli as _cli, run as _run
+from nnunet_commands import DATASET_ID, TRAINER
+from nnunet_commands import cli as _cli
+from nnunet_commands import run as _run
 from PIL import Image
 
-pytestmark = pytest.mark.slow
+from tloss_nnunet.nnunet.checkpoint_keys import LOG_NU_KEY, TLOSS_STATE_KEY, TLossState
+
+# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
 
 
 def _load(path: str) -> dict:
@@ -29,17 +34,18 @@ def _load(path: str) -> dict:
 
 def test_ext_path_holds_exactly_one_shim_module(trained_tloss_model):
     assert os.path.isabs(trained_tloss_model["ext"])
-    assert [n for n in os.listdir(trained_tloss_model["ext"]) if not n.startswith("__")] == ["tloss_nnunet_ext_trainers.py"]
+    assert [n for n in os.listdir(trained_tloss_model["ext"])
+            if not n.startswith("__")] == ["tloss_nnunet_ext_trainers.py"]
 
 
 def test_training_writes_nu_everywhere(trained_tloss_model):
     fold = os.path.join(trained_tloss_model["model"], "fold_0")
     checkpoint = _load(os.path.join(fold, "checkpoint_final.pth"))
-    state = checkpoint["tloss_state"]
     assert checkpoint["trainer_name"] == TRAINER
-    assert state["nu"] == pytest.approx(float(torch.exp(state["loss"]["log_nu"])), rel=1e-6)
-    assert state["nu"] != pytest.approx(1.0, abs=1e-4)  # it was learned
-    assert len(checkpoint["logging"]["nu"]) == 2 and checkpoint["logging"]["nu"][-1] == state["nu"]
+    assert set(checkpoint[TLOSS_STATE_KEY]) == {"loss", "nu_optimizer", "log_precision"}  # nu once, as log nu
+    state = TLossState.from_dict(checkpoint[TLOSS_STATE_KEY])
+    assert state.nu != pytest.approx(1.0, abs=1e-4)  # it was learned
+    assert len(checkpoint["logging"]["nu"]) == 2 and checkpoint["logging"]["nu"][-1] == pytest.approx(state.nu)
     with Image.open(os.path.join(fold, "progress.png")) as image:
         assert image.height > 5400  # nnU-Net's 3 panels (5400 px) + the nu panel
     assert os.path.isfile(os.path.join(fold, "validation", "summary.json"))
@@ -47,20 +53,21 @@ def test_training_writes_nu_everywhere(trained_tloss_model):
 
 def test_continue_restores_nu_exactly(trained_tloss_model):
     fold = os.path.join(trained_tloss_model["model"], "fold_0")
-    before = _load(os.path.join(fold, "checkpoint_final.pth"))["tloss_state"]
+    before = TLossState.from_dict(_load(os.path.join(fold, "checkpoint_final.pth"))[TLOSS_STATE_KEY])
     result = _run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu", "--c"],
                   trained_tloss_model["train_env"])
     assert "T-Loss state restored" in result.stdout
-    after = _load(os.path.join(fold, "checkpoint_final.pth"))["tloss_state"]
+    after = TLossState.from_dict(_load(os.path.join(fold, "checkpoint_final.pth"))[TLOSS_STATE_KEY])
     # --c on a finished run trains 0 epochs and re-saves: anything not restored would be back at its initial value.
-    assert torch.equal(after["loss"]["log_nu"], before["loss"]["log_nu"])
+    assert torch.equal(after.loss[LOG_NU_KEY], before.loss[LOG_NU_KEY])
     for key in ("exp_avg", "exp_avg_sq", "step"):
-        assert torch.equal(after["nu_optimizer"]["state"][0][key], before["nu_optimizer"]["state"][0][key])
+        assert torch.equal(after.nu_optimizer["state"][0][key], before.nu_optimizer["state"][0][key])
 
 
 def _predict(trained_tloss_model, env: dict, trainer: str, out: str) -> dict[str, np.ndarray]:
-    _run(["nnUNetv2_predict", "-i", os.path.join(trained_tloss_model["raw"], "imagesTs"), "-o", out, "-d", str(DATASET_ID),
-          "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    _run(["nnUNetv2_predict", "-i", os.path.join(trained_tloss_model["raw"], "imagesTs"), "-o", out,
+          "-d", str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer,
+          "-device", "cpu", "-npp", "1", "-nps", "1"], env)
     return {n: np.asarray(Image.open(os.path.join(out, n))) for n in sorted(os.listdir(out)) if n.endswith(".png")}
 
 
@@ -78,7 +85,8 @@ def test_predict_evaluate_and_stock_export(trained_tloss_model):
     # A colleague's results folder, without the plugin: stock nnUNetTrainer predicts identically.
     colleague = trained_tloss_model["root"] / "colleague_results"
     out_parent = colleague / os.path.basename(trained_tloss_model["raw"])
-    assert "exported 2 checkpoint(s)" in _cli(["export-stock", trained_tloss_model["model"], str(out_parent), "--quiet"])
+    assert "exported 2 checkpoint(s)" in _cli(["export-stock", trained_tloss_model["model"], str(out_parent),
+                                              "--quiet"])
     exported = out_parent / "nnUNetTrainer__nnUNetPlans__2d"
     checkpoint = _load(str(exported / "fold_0" / "checkpoint_final.pth"))
     assert checkpoint["trainer_name"] == "nnUNetTrainer" and "tloss_state" not in checkpoint

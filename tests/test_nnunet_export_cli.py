@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 
 import pytest
@@ -32,7 +33,7 @@ def _model_folder(root, trainer: str = "nnUNetTrainerTLoss_5epochs", folds=(0, 1
                 "init_args": {"configuration": "2d"},
                 "inference_allowed_mirroring_axes": (0, 1),
                 "logging": {"train_losses": [1.0], "nu": [1.5]},
-                "tloss_state": {"nu": 1.5, "loss": {"log_nu": torch.tensor(0.4)}},
+                "tloss_state": {"loss": {"log_nu": torch.tensor(math.log(1.5))}, "nu_optimizer": {}},
             }, folder / f"fold_{fold}" / f"checkpoint_{kind}.pth")
     return str(folder)
 
@@ -51,29 +52,40 @@ def test_ext_path_prints_the_shim_folder():
                                               ["__pycache__", "tloss_nnunet_ext_trainers.py"])
 
 
-def test_shim_exports_every_trainer_and_the_known_list_matches():
-    from tloss_nnunet.nnunet import variants
-    from tloss_nnunet.nnunet.ext_trainer import tloss_nnunet_ext_trainers as shim  # noqa: F401
-    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+def test_one_list_of_trainers_is_what_the_modules_the_package_the_shim_and_export_hold(monkeypatch):
+    import contextlib
+    import io
 
-    ours = {name for name in dir(variants) if isinstance(getattr(variants, name), type)
-            and issubclass(getattr(variants, name), nnUNetTrainerTLoss)} | {"nnUNetTrainerTLoss"}
-    # Every T-Loss trainer nnU-Net can find through the library's shim can be exported; the shim holds
-    # library trainers only (the reproduction kit's have their own shim, tested below).
-    findable = {name for name, obj in vars(shim).items()
-                if isinstance(obj, type) and issubclass(obj, nnUNetTrainerTLoss)}
-    assert findable == KNOWN_TLOSS_TRAINERS and ours <= findable
-    assert set(shim.__all__) == ours
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    import tloss_nnunet.nnunet as package
+    from tloss_nnunet.nnunet import variants
+    from tloss_nnunet.nnunet.ext_trainer import tloss_nnunet_ext_trainers as shim
+    from tloss_nnunet.nnunet.trainer_names import TRAINER_NAMES, VARIANT_NAMES
+
+    defined = [name for name, obj in vars(variants).items()
+               if isinstance(obj, type) and obj.__module__ == variants.__name__]
+    assert defined == list(VARIANT_NAMES) == variants.__all__
+    # What nnU-Net's lookup can find in the shim: exactly the list, nothing of the reproduction kit's.
+    findable = {name for name, obj in vars(shim).items() if isinstance(obj, type) and issubclass(obj, nnUNetTrainer)}
+    assert findable == set(TRAINER_NAMES) == KNOWN_TLOSS_TRAINERS and shim.__all__ == list(TRAINER_NAMES)
+    assert set(TRAINER_NAMES) <= set(package.__all__)
+    monkeypatch.setenv("nnUNet_extTrainer", ext_trainer_path())
+    for name in TRAINER_NAMES:
+        with contextlib.redirect_stdout(io.StringIO()):
+            found = recursive_find_trainer_class_by_name(name)
+        assert found is getattr(package, name) is getattr(shim, name)
 
 
 def test_kit_tloss_trainers_found_by_nnunet_export_without_force(tmp_path, monkeypatch):
+    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
     from tloss_nnunet.repro import trainer_search_path
     from tloss_nnunet.repro.ext_trainer import tloss_nnunet_repro_trainers as kit_shim
-    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
 
     monkeypatch.setenv("nnUNet_extTrainer", trainer_search_path())
     kit_tloss = [name for name in kit_shim.__all__ if issubclass(getattr(kit_shim, name), nnUNetTrainerTLoss)]
-    assert kit_tloss == ["nnUNetTrainerTLoss_demo"]
+    assert "nnUNetTrainerTLoss_demo" in kit_tloss  # (the study trainers are T-Loss ones too)
     model = _model_folder(tmp_path, trainer="nnUNetTrainerTLoss_demo", folds=(0,))
     result = export_stock_model(model, str(tmp_path / "out"), progress=False)
     assert result.source_trainer == "nnUNetTrainerTLoss_demo" and len(result.checkpoints) == 2
@@ -98,7 +110,7 @@ def test_export_rewrites_trainer_and_drops_tloss_state(tmp_path):
     assert json.loads((target / "plans.json").read_text()) == {"name": "plans.json"}
     provenance = json.loads((target / "tloss_export.json").read_text())
     assert provenance["source_trainer"] == "nnUNetTrainerTLoss_5epochs"
-    assert provenance["checkpoints"][os.path.join("fold_0", "checkpoint_final.pth")]["nu"] == 1.5
+    assert provenance["checkpoints"][os.path.join("fold_0", "checkpoint_final.pth")]["nu"] == pytest.approx(1.5)
 
 
 def test_existing_export_needs_overwrite(tmp_path):

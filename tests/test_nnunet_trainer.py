@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,30 +17,28 @@ from tloss_nnunet.nnunet import (
     nnUNetTrainerTLoss_nuPlateau,
     nnUNetTrainerTLoss_tiny,
 )
+from tloss_nnunet.nnunet.nu_plateau import ScaledPolyLRScheduler
 from tloss_nnunet.nnunet.variants import (
     nnUNetTrainerTLoss_Adam1en3,
     nnUNetTrainerTLoss_cap20,
     nnUNetTrainerTLoss_relative,
 )
 from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
-from tloss_nnunet.nnunet.nu_plateau import ScaledPolyLRScheduler
+from tloss_nnunet.repro.nnunet_env import nnunet_env
 from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 DATASETS = {"2d": (611, "2d", 8, 32), "3d": (612, "3d_fullres", 6, 24), "regions_ignore": (613, "2d", 8, 32)}
 
 
 @pytest.fixture(scope="module")
 def nnunet_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nnunet_inprocess")
-    env = {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed", "nnUNet_results": root / "results"}
+    env = nnunet_env(tmp_path_factory.mktemp("nnunet_inprocess"), base={"nnUNet_n_proc_DA": "0",
+                                                                        "nnUNet_def_n_proc": "1"})
     with pytest.MonkeyPatch.context() as mp:
-        for key, path in env.items():
-            path.mkdir()
-            mp.setenv(key, str(path))
-        mp.setenv("nnUNet_compile", "0")
-        mp.setenv("nnUNet_n_proc_DA", "0")
-        mp.setenv("nnUNet_def_n_proc", "1")
-        yield env
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield {key: Path(value) for key, value in env.items() if key in NNUNET_FOLDERS}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +113,18 @@ def test_checkpoint_round_trip_is_exact(prepared, tmp_path):
     trainer.train_step(copy.deepcopy(batch))
     resumed.train_step(copy.deepcopy(batch))
     assert torch.equal(resumed.tloss.log_nu.detach(), trainer.tloss.log_nu.detach())
+
+    # nu is saved once (log nu in the loss state dict). The previous version's entry, which also held the
+    # natural nu (and, before the label audit, no lambda), resumes to the same state.
+    assert set(saved["tloss_state"]) == {"loss", "nu_optimizer", "log_precision"}
+    previous = {k: v for k, v in saved["tloss_state"].items() if k != "log_precision"}
+    previous["nu"] = math.exp(float(previous["loss"]["log_nu"])) + 1e-8
+    torch.save(dict(saved, tloss_state=previous), str(tmp_path / "previous.pth"))
+    from_previous = _started(nnUNetTrainerTLoss_tiny, dataset_id, configuration, continue_training=True)
+    from_previous.load_checkpoint(str(tmp_path / "previous.pth"))
+    assert torch.equal(from_previous.tloss.log_nu.detach(), saved["tloss_state"]["loss"]["log_nu"])
+    assert from_previous.nu_optimizer.state_dict()["state"][0]["step"] == saved["tloss_state"]["nu_optimizer"][
+        "state"][0]["step"]
 
     # An older checkpoint without tloss_state (and without the nu log) still loads, with a warning.
     del saved["tloss_state"], saved["logging"]["nu"]

@@ -12,7 +12,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from PIL import Image
 
-from tloss_nnunet import TLoss, t_loss
+from tloss_nnunet import TLoss
 from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss, build_tloss_for_nnunet, deep_supervision_weights
 from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler, plateau_statistic
 from tloss_nnunet.nnunet.optimization import backward_and_step, build_nu_optimizer
@@ -218,7 +218,7 @@ class TestNuPlateau:
 
     def test_moving_nu_never_triggers(self):
         detector = NuPlateauDetector(record_every=1, patience=10, window=5, threshold=1e-4)
-        assert not any(detector.update(lambda: 1.0 + 0.01 * i) for i in range(200))
+        assert not any(detector.update(lambda i=i: 1.0 + 0.01 * i) for i in range(200))
 
     def test_records_log_nu_so_a_falling_small_nu_is_no_plateau(self):
         # Late in training nu ~ 2 x MSE is small. log nu falling 1e-3 per iteration is no plateau; read in natural
@@ -240,7 +240,7 @@ class TestNuPlateau:
     def test_state_round_trip(self):
         a = NuPlateauDetector(record_every=3)
         for i in range(20):
-            a.update(lambda: 1 + 0.1 * i)
+            a.update(lambda i=i: 1 + 0.1 * i)
         b = NuPlateauDetector(record_every=3)
         b.load_state_dict(a.state_dict())
         assert [a.update(lambda: 2.0) for _ in range(40)] == [b.update(lambda: 2.0) for _ in range(40)]

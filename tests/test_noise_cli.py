@@ -16,12 +16,6 @@ from tloss_nnunet.noise.synthetic import lesion_like_mask
 CASES = [f"ISIC_{i:07d}" for i in range(24)]
 
 
-@pytest.fixture(autouse=True)
-def _only_the_noise_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the real ``main`` but register only this area's subcommand."""
-    monkeypatch.setattr(tloss_nnunet.cli, "COMMAND_MODULES", ("tloss_nnunet.noise.cli",))
-
-
 def _write_masks(folder: Path, foreground: int = 255, tiny_case: str | None = None) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

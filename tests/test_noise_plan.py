@@ -107,7 +107,7 @@ def test_setting_names() -> None:
     assert NoiseSetting(0.3, 0.7).short == "a03b07"
     assert NoiseSetting(1, 0.25).name == "alpha1_beta0.25"
     with pytest.raises(ValueError, match="multiple of 0.1"):
-        NoiseSetting(0.25, 0.5).short
+        _ = NoiseSetting(0.25, 0.5).short
 
 
 @pytest.mark.parametrize("alpha, beta", [(-0.1, 0.5), (1.5, 0.5), (0.5, 0.0), (0.5, float("nan"))])

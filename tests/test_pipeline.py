@@ -54,10 +54,13 @@ def _raw_dataset(env: dict[str, str], dataset_id: int = 501, n_train: int = 3, n
 # ----------------------------------------------------------------------------- pooled Dice
 def test_pooled_dice_pools_pixels_over_cases() -> None:
     # case 1: gt 4 px, pred 2 px inside it -> TP 2; case 2: gt 0 px, pred 2 px -> FP 2
-    gt1 = np.zeros((4, 4), np.uint8); gt1[:2, :2] = 1
-    pr1 = np.zeros((4, 4), np.uint8); pr1[0, :2] = 1
+    gt1 = np.zeros((4, 4), np.uint8)
+    gt1[:2, :2] = 1
+    pr1 = np.zeros((4, 4), np.uint8)
+    pr1[0, :2] = 1
     gt2 = np.zeros((4, 4), np.uint8)
-    pr2 = np.zeros((4, 4), np.uint8); pr2[3, 2:] = 1
+    pr2 = np.zeros((4, 4), np.uint8)
+    pr2[3, 2:] = 1
     # pooled: 2*2 / (4 + 4) = 0.5, while the per-case mean would be (2*2/6 + 0) / 2 = 0.333
     assert pipeline.pooled_dice([(pr1, gt1), (pr2, gt2)]) == pytest.approx(0.5)
     assert pipeline.pooled_dice([(gt1, gt1)]) == 1.0
@@ -92,6 +95,17 @@ def test_nnunet_env_sets_folders_shim_and_cpu_settings(tmp_path: Path) -> None:
     assert int(env["nnUNet_n_proc_DA"]) >= 0
     assert env["PATH"] == "/usr/bin"
     assert "nnUNet_raw" not in base  # the base mapping is copied, not changed
+
+
+def test_nnunet_env_takes_given_folders_and_can_leave_our_trainers_out(tmp_path: Path) -> None:
+    raw = tmp_path / "family_raw"
+    env = pipeline.nnunet_env(tmp_path / "work", base={"nnUNet_extTrainer": "/other"}, raw=raw,
+                              results=tmp_path / "work" / "results_seed1", find_trainers=False)
+    assert env["nnUNet_raw"] == str(raw.resolve()) and raw.is_dir()
+    assert env["nnUNet_results"] == str((tmp_path / "work" / "results_seed1").resolve())
+    assert env["nnUNet_preprocessed"] == str((tmp_path / "work" / "nnUNet_preprocessed").resolve())
+    assert not (tmp_path / "work" / "nnUNet_raw").exists() and not (tmp_path / "work" / "nnUNet_results").exists()
+    assert "nnUNet_extTrainer" not in env  # stock nnU-Net's view, as a colleague without this package has it
 
 
 def test_nnunet_env_on_gpu_leaves_compile_alone(tmp_path: Path) -> None:
@@ -210,10 +224,14 @@ def _evaluation_fixture(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
     (model / "plans.json").write_text("{}")
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
     gt_dir.mkdir(), pred_dir.mkdir()
-    gt_a = np.zeros((6, 6), np.uint8); gt_a[1:4, 1:4] = 1   # 9 px
-    pr_a = np.zeros((6, 6), np.uint8); pr_a[1:4, 1:3] = 1   # 6 px, all inside
-    gt_b = np.zeros((6, 6), np.uint8); gt_b[0, :] = 1       # 6 px
-    pr_b = np.zeros((6, 6), np.uint8); pr_b[5, :] = 1       # 6 px, none inside
+    gt_a = np.zeros((6, 6), np.uint8)
+    gt_a[1:4, 1:4] = 1   # 9 px
+    pr_a = np.zeros((6, 6), np.uint8)
+    pr_a[1:4, 1:3] = 1   # 6 px, all inside
+    gt_b = np.zeros((6, 6), np.uint8)
+    gt_b[0, :] = 1       # 6 px
+    pr_b = np.zeros((6, 6), np.uint8)
+    pr_b[5, :] = 1       # 6 px, none inside
     for name, gt, pred in (("case_a", gt_a, pr_a), ("case_b", gt_b, pr_b)):
         cv2.imwrite(str(gt_dir / f"{name}.png"), gt)
         cv2.imwrite(str(pred_dir / f"{name}.png"), pred)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from tloss_nnunet.cli import main
 
-pytestmark = pytest.mark.slow
+# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
 
 
 @pytest.fixture(scope="module")

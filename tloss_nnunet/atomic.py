@@ -22,9 +22,9 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from tloss_nnunet.interrupts import deferred_interrupts
 from tloss_nnunet.owners import OwnerLock, remove_stale

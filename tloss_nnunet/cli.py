@@ -1,25 +1,17 @@
-"""The ``tloss-nnunet`` command line: one parser, one subcommand per job.
+"""The ``tloss-nnunet`` command line: one parser, one subcommand per job; the layer above every wing.
 
-Each feature area owns its subcommands in a module that exposes ``register(subparsers)``; that
-function adds its parsers and sets ``func`` (called with the parsed namespace, returning an exit
-code). Importing those modules is deferred to here so that ``tloss_nnunet`` itself stays light.
+Each wing owns its subcommands in a ``cli`` module that exposes ``register(subparsers)``; that function adds
+its parsers and sets ``func`` (called with the parsed namespace, returning an exit code). This module imports
+those modules with plain import statements inside :func:`build_parser`, so importing ``tloss_nnunet`` stays
+light; it is the only library module that may import the noise and converter wings (``tests/test_layout.py``).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tloss_nnunet.errors import exit_code_of
-
-# Modules that contribute subcommands, in the order they appear in ``--help``.
-COMMAND_MODULES = (
-    "tloss_nnunet.nnunet.cli",
-    "tloss_nnunet.noise.cli",
-    "tloss_nnunet.converters.cli",
-    "tloss_nnunet.audit.cli",
-)
-
 
 if TYPE_CHECKING:
     import argparse
@@ -38,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    # The wings' commands, in the order ``--help`` lists them.
+    from tloss_nnunet.audit import cli as audit_cli
+    from tloss_nnunet.converters import cli as converters_cli
+    from tloss_nnunet.nnunet import cli as nnunet_cli
+    from tloss_nnunet.noise import cli as noise_cli
+
+    for wing in (nnunet_cli, noise_cli, converters_cli, audit_cli):
+        wing.register(subparsers)
     return parser
 
 

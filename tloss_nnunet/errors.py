@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from tloss_nnunet.interrupts import ignore_interrupts
 
@@ -18,11 +18,12 @@ def _caused_by_interrupt(error: BaseException) -> bool:
     """True when Ctrl-C is somewhere in ``error``'s chain (e.g. an import that a KeyboardInterrupt cut short,
     retried by the library and failing as an ImportError)."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
             return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
     return False
 
 

@@ -62,13 +62,8 @@ def _nu_and_scaled_sum(sum_sq: torch.Tensor, log_nu: torch.Tensor, log_precision
     return nu, torch.exp(log_precision) * sum_sq.to(dtype), log_precision
 
 
-def t_nll_from_sums(
-    sum_sq: torch.Tensor,
-    count: torch.Tensor,
-    log_nu: torch.Tensor,
-    log_precision: float | torch.Tensor = 0.0,
-    epsilon: float = 1e-8,
-) -> torch.Tensor:
+def t_nll_from_sums(sum_sq: torch.Tensor, count: torch.Tensor, log_nu: torch.Tensor,
+                    log_precision: float | torch.Tensor = 0.0, epsilon: float = 1e-8) -> torch.Tensor:
     """Student-t negative log-likelihood from per-sample sufficient statistics.
 
     Args:
@@ -95,13 +90,8 @@ def t_nll_from_sums(
     return nll.to(out_dtype)
 
 
-def t_weights_from_sums(
-    sum_sq: torch.Tensor,
-    count: torch.Tensor,
-    log_nu: torch.Tensor,
-    log_precision: float | torch.Tensor = 0.0,
-    epsilon: float = 1e-8,
-) -> torch.Tensor:
+def t_weights_from_sums(sum_sq: torch.Tensor, count: torch.Tensor, log_nu: torch.Tensor,
+                        log_precision: float | torch.Tensor = 0.0, epsilon: float = 1e-8) -> torch.Tensor:
     """Per-sample weight w_b = (nu + D_b) / (nu + exp(lambda) S_b) that the T-Loss puts on a sample's residual.
 
     d NLL_b / d delta = w_b * exp(lambda) * delta: the sample's gradient is a least-squares gradient times w_b.
@@ -143,7 +133,8 @@ def t_loss(
     input dtype, so float16/bfloat16 logits under mixed precision give the same loss as float32.
     """
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and {type(target).__name__}.")
+        raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and "
+                        f"{type(target).__name__}.")
     if input.shape != target.shape:
         raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) from input ({tuple(input.shape)}).")
     if input.ndim < 1 or input.shape[0] == 0:

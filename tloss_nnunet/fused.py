@@ -45,7 +45,8 @@ def _row_sum_sq(rows: torch.Tensor) -> torch.Tensor:
     return torch.bmm(pieces, pieces.transpose(1, 2)).view(rows.shape[0], -1).sum(1)
 
 
-def _label_residual_(prob: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None, first_channel: int) -> torch.Tensor:
+def _label_residual_(prob: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None,
+                     first_channel: int) -> torch.Tensor:
     """In place: softmax probabilities (B, N, ...) -> residuals p - onehot(labels), zero outside the loss.
 
     Channels below ``first_channel`` and elements where ``valid`` is False are set to 0, so they add nothing to
@@ -69,14 +70,14 @@ class SoftmaxLabelSumSq(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, first_channel: int):  # type: ignore[override]
+    def forward(ctx, logits, labels, valid, first_channel: int):
         residual = _label_residual_(torch.softmax(logits.to(compute_dtype(logits)), 1), labels, valid, first_channel)
         ctx.save_for_backward(logits, labels, valid)
         ctx.first_channel = first_channel
         return _row_sum_sq(residual.reshape(residual.shape[0], -1))
 
     @staticmethod
-    def backward(ctx, grad_sum_sq):  # type: ignore[override]
+    def backward(ctx, grad_sum_sq):
         logits, labels, valid = ctx.saved_tensors
         prob = torch.softmax(logits.to(compute_dtype(logits)), 1)
         grad_prob = _label_residual_(prob.clone(), labels, valid, ctx.first_channel)
@@ -100,7 +101,7 @@ class TwoClassLabelSumSq(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, first_channel: int):  # type: ignore[override]
+    def forward(ctx, logits, labels, valid, first_channel: int):
         dtype = compute_dtype(logits)
         high, low = logits[:, 1:2], logits[:, 0:1]
         # sigmoid(x_1 - x_0) in float32+ (the difference of two float16 logits is formed after the cast).
@@ -117,7 +118,7 @@ class TwoClassLabelSumSq(torch.autograd.Function):
         return sum_sq * ctx.scale
 
     @staticmethod
-    def backward(ctx, grad_sum_sq):  # type: ignore[override]
+    def backward(ctx, grad_sum_sq):
         (direction,) = ctx.saved_tensors
         scale = (2 * ctx.scale) * grad_sum_sq.to(direction.dtype)
         signed = torch.stack((-scale, scale), 1).view(-1, 2, *([1] * (direction.ndim - 2)))  # (B, 2, 1, ...)

@@ -1,16 +1,23 @@
 """Package attributes imported on first use (PEP 562), so importing a package does not import its heavy parts.
 
 Why: ``tloss-nnunet --help`` and nnU-Net's trainer lookup import the packages of this project; eager imports
-there would load torch, OpenCV or scikit-image for nothing. A package lists ``name -> module`` once::
+there would load torch, OpenCV or scikit-image for nothing. A package lists ``name -> module`` in ``_LAZY``
+and imports the same names under ``if TYPE_CHECKING:``, which type checkers and IDEs read and nothing runs
+(``tests/test_layout.py`` checks that the two agree)::
 
-    __getattr__, __dir__ = lazy_attributes(__name__, {"TLoss": "tloss_nnunet.loss"}, __all__)
+    if TYPE_CHECKING:
+        from tloss_nnunet.loss import TLoss
+
+    _LAZY = {"TLoss": "tloss_nnunet.loss"}
+    __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["lazy_attributes"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn.modules.loss import _Loss
@@ -51,22 +52,23 @@ def valid_elements(target: torch.Tensor, ignore_index: int | None,
     if ignore_index is not None:
         from monai.metrics.utils import create_ignore_mask
 
-        valid = create_ignore_mask(target, ignore_index).bool()
+        ignored = create_ignore_mask(target, ignore_index)  # None only when ignore_index is None
+        valid = None if ignored is None else ignored.bool()
     return combine_masks(valid, mask)
 
 
 def _check_shapes(input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
     """``input`` BNH[WD]; ``target`` and ``mask`` B1H[WD] or BNH[WD] with the same batch and spatial sizes."""
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and {type(target).__name__}.")
+        raise TypeError(f"input and target must be torch.Tensor, got {type(input).__name__} and "
+                        f"{type(target).__name__}.")
     if input.ndim < 3:
         raise ValueError(f"input must have shape BNH[WD] (at least 3 dimensions), got {tuple(input.shape)}.")
     if target.ndim != input.ndim or target.shape[0] != input.shape[0] or target.shape[2:] != input.shape[2:]:
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: expected "
-            "B1H[WD] or BNH[WD] with the same batch and spatial sizes."
-        )
-    if mask is not None and (mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]):
+        raise ValueError(f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: "
+                         "expected B1H[WD] or BNH[WD] with the same batch and spatial sizes.")
+    if mask is not None and (mask.ndim != input.ndim or mask.shape[0] != input.shape[0]
+                             or mask.shape[2:] != input.shape[2:]):
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match input shape {tuple(input.shape)}.")
 
 
@@ -201,7 +203,8 @@ class TLoss(_Loss):
         """
         _check_shapes(input, target, mask)
         n_pred_ch = input.shape[1]
-        if self.softmax and self.to_onehot_y and n_pred_ch > 1 and target.shape[1] == 1 and (mask is None or mask.shape[1] == 1):
+        if (self.softmax and self.to_onehot_y and n_pred_ch > 1 and target.shape[1] == 1
+                and (mask is None or mask.shape[1] == 1)):
             return self._softmax_label_map_forward(input, target, mask)
 
         # Activations in float32+ (not in float16 under autocast) so the residuals are accurate.
@@ -212,7 +215,8 @@ class TLoss(_Loss):
             valid = combine_masks(ignored, mask)
             input, target, valid = self._drop_background(input, target, valid)
             if target.shape != input.shape:
-                raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) from input ({tuple(input.shape)}).")
+                raise ValueError(f"ground truth has different shape ({tuple(target.shape)}) "
+                                 f"from input ({tuple(input.shape)}).")
             if valid is not None and valid.shape[1] not in (1, input.shape[1]):
                 raise ValueError(f"mask has {valid.shape[1]} channels; expected 1 or {input.shape[1]}.")
             return t_loss(input, target, self.log_nu, valid, log_precision=self.log_precision,
@@ -264,7 +268,8 @@ class TLoss(_Loss):
             valid = valid[:, 1:]
         return input[:, 1:], target[:, 1:], valid
 
-    def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _softmax_label_map_forward(self, logits: torch.Tensor, labels: torch.Tensor,
+                                   mask: torch.Tensor | None) -> torch.Tensor:
         """softmax + one-hot label map (nnU-Net's and MONAI's usual case) through the fused, memory-lean path."""
         valid = valid_elements(labels, self.ignore_index, mask)
         # A label outside [0, N) or between two classes (1.5) would silently count as "no class" here: refuse it.
@@ -278,10 +283,8 @@ class TLoss(_Loss):
             between = labels != labels.round() if labels.is_floating_point() else torch.zeros_like(out_of_range)
             if bool((between if valid is None else between & valid).any()):  # the error path only
                 raise ValueError(_NON_INTEGER_LABELS)
-            raise ValueError(
-                f"target holds labels outside [0, {logits.shape[1]}) that are not ignored "
-                f"(ignore_index={self.ignore_index}); set ignore_index or mask them."
-            )
+            raise ValueError(f"target holds labels outside [0, {logits.shape[1]}) that are not ignored "
+                             f"(ignore_index={self.ignore_index}); set ignore_index or mask them.")
         first_channel = 0 if self.include_background else 1
         n_included = logits.shape[1] - first_channel
         dtype = compute_dtype(logits)

@@ -25,10 +25,11 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from tloss_nnunet.interrupts import deferred_interrupts
 
@@ -130,16 +131,15 @@ class _PolicyPool(ProcessPoolExecutor):
         with deferred_interrupts():
             return super().submit(fn, *args, **kwargs)
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:  # never swallows the block's exception
         if exc_type is not None:
             stop_pool(self)
-            return False
+            return
         try:
             self.shutdown(wait=True)
         except BaseException:  # Ctrl-C while waiting for the last tasks
             stop_pool(self)
             raise
-        return False
 
 
 def process_pool(workers: int, initializer: Callable[[], None] | None = None,
@@ -186,9 +186,10 @@ def pools_follow_policy(module: ModuleType) -> Iterator[None]:
     """While the block runs, pools that ``module`` makes with ``multiprocessing.get_context(...).Pool`` start
     their processes like ours (ignore Ctrl-C, end with the parent): nnU-Net's integrity check makes its own
     spawn pool, whose workers would otherwise outlive a killed command."""
-    original = module.multiprocessing
-    module.multiprocessing = _PolicyMultiprocessing(original)
+    patched: Any = module  # its `multiprocessing` attribute is the module's own import, unknown to a type checker
+    original = patched.multiprocessing
+    patched.multiprocessing = _PolicyMultiprocessing(original)
     try:
         yield
     finally:
-        module.multiprocessing = original
+        patched.multiprocessing = original

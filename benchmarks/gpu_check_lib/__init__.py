@@ -1,4 +1,4 @@
-"""The one GPU check (``benchmarks/gpu_check.py``): settings, its four sections, and the results record.
+"""The one GPU check (``python -m benchmarks.gpu_check``): settings, its four sections, and the results record.
 
 * :mod:`.settings`: sizes and budgets of the full (CUDA) run and of the CPU smoke run.
 * :mod:`.record`: runs a section under its budget, keeps its error without losing the others, writes JSON + Markdown.

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 
 import torch
 
-from loss_speed import make_inputs, make_loss
+from benchmarks.loss_speed import make_inputs, make_loss
 
 __all__ = ["LOSSES", "run_loss_section"]
 
@@ -109,7 +109,7 @@ def loss_markdown(result: dict) -> list[str]:
             lines.append(f"| {r['case']} | {r['dtype']} | {r['loss']} | error: {r['error'][:80]} | | | | |")
             continue
         mib = "-" if r.get("extra_bytes") is None else f"{r['extra_bytes'] / 2**20:.0f}"
-        fmt = lambda key: f"{r[key]:.2f}" if key in r else "-"  # noqa: E731
+        fmt = lambda key, r=r: f"{r[key]:.2f}" if key in r else "-"  # noqa: E731
         lines.append(f"| {r['case']} | {r['dtype']} | {r['loss']} | {1e3 * r['median_s']:.2f} | {mib} | "
                      f"{fmt('time_vs_floor')} | {fmt('time_vs_dc_ce')} | {fmt('memory_vs_floor')} |")
     return lines

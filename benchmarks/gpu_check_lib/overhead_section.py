@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from trainer_overhead import build_trainers, peak_step_memory, summarize, time_losses, time_train_steps
+from benchmarks.trainer_overhead import build_trainers, peak_step_memory, summarize, time_losses, time_train_steps
 
 __all__ = ["TARGET_RATIO", "run_overhead_section"]
 
@@ -72,5 +72,6 @@ def overhead_markdown(result: dict) -> list[str]:
         lines.append(f"| {name} | {1e3 * s['median_s']:.2f} | {s['median_paired_ratio']:.3f} | "
                      f"{1e3 * result['loss_only'][name]['median_s']:.2f} | "
                      f"{'-' if peak is None else f'{peak / 2**20:.0f}'} |")
-    lines += ["", f"T-Loss / stock per iteration: {result['tloss_over_stock']:.3f} (target <= {result['target_ratio']})"]
+    lines += ["", f"T-Loss / stock per iteration: {result['tloss_over_stock']:.3f} "
+                  f"(target <= {result['target_ratio']})"]
     return lines

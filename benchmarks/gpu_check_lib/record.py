@@ -16,8 +16,8 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["Record"]
 

@@ -50,7 +50,8 @@ def run_scaler_section(device: torch.device) -> dict:
                "network_unchanged": all(torch.equal(a, b) for a, b in zip(weights, net.parameters())),
                "nu_unchanged": tloss.log_nu.item() == log_nu}
     step()
-    moved = {"network_moved": not torch.equal(weights[0], net.weight.detach()), "nu_moved": tloss.log_nu.item() != log_nu}
+    moved = {"network_moved": not torch.equal(weights[0], net.weight.detach()),
+             "nu_moved": tloss.log_nu.item() != log_nu}
     checks = {"scaler_saw_overflow": skipped["scale_after"] < init_scale,
               "network_step_skipped": skipped["network_unchanged"], "nu_step_skipped": skipped["nu_unchanged"],
               "finite_step_moves_network": moved["network_moved"], "finite_step_moves_nu": moved["nu_moved"]}

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import torch
 
+from tloss_nnunet.nnunet.checkpoint_keys import LOG_NU_KEY, TLOSS_STATE_KEY, TLossState
 from tloss_nnunet.repro import pipeline
 from tloss_nnunet.repro.demo_trainers import EPOCHS_VARIABLE, ITERATIONS_VARIABLE
 from tloss_nnunet.repro.inprocess import plan_and_preprocess
+from tloss_nnunet.repro.nnunet_env import nnunet_env
 from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
 __all__ = ["TRAINERS", "run_training_section"]
@@ -38,7 +40,7 @@ def _environment(work: Path, device: torch.device, settings) -> dict[str, str]:
     """The commands' environment: this process's nnU-Net folders, nnU-Net's compile default on CUDA, the
     demo trainers' schedule, and data-augmentation workers sized for the device (not this process's 0)."""
     base = {k: v for k, v in os.environ.items() if k not in ("nnUNet_n_proc_DA", "nnUNet_def_n_proc", "nnUNet_compile")}
-    env = pipeline.nnunet_env(work, device.type, base=base)
+    env = nnunet_env(work, device.type, base=base)
     env.update({k: os.environ[k] for k in _NNUNET_FOLDERS})
     env.update({EPOCHS_VARIABLE: str(settings.train_epochs), ITERATIONS_VARIABLE: str(settings.train_iterations)})
     return env
@@ -57,17 +59,18 @@ def _chain(trainer: str, raw: Path, env: dict, device: str, logs: Path) -> dict:
     found = {"train_losses": [float(v) for v in logging["train_losses"]],
              "amp": checkpoint.get("grad_scaler_state") is not None,
              "compiled": "Using torch.compile" in (logs / f"train_{trainer}.log").read_text()}
-    state = checkpoint.get("tloss_state")
-    if state is not None:
-        found.update(nu=state["nu"], log_nu=float(state["loss"]["log_nu"]), nu_logged=list(logging["nu"]))
+    entry = checkpoint.get(TLOSS_STATE_KEY)
+    if entry is not None:
+        state = TLossState.from_dict(entry)
+        found.update(nu=state.nu, log_nu=state.log_nu, nu_logged=list(logging["nu"]))
         log = logs / f"continue_{trainer}.log"
         pipeline.run_nnunet(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", device, "--c"],
                             env, log)
-        after = _load(final)["tloss_state"]
+        after = TLossState.from_dict(_load(final)[TLOSS_STATE_KEY])
         found["continue_restored_nu_exactly"] = (
             "T-Loss state restored" in log.read_text()
-            and torch.equal(after["loss"]["log_nu"], state["loss"]["log_nu"])
-            and all(torch.equal(after["nu_optimizer"]["state"][0][k], state["nu_optimizer"]["state"][0][k])
+            and torch.equal(after.loss[LOG_NU_KEY], state.loss[LOG_NU_KEY])
+            and all(torch.equal(after.nu_optimizer["state"][0][k], state.nu_optimizer["state"][0][k])
                     for k in ("exp_avg", "exp_avg_sq", "step")))
     predictions = logs.parent / f"pred_{trainer}"
     pipeline.predict(raw / "imagesTs", predictions, DATASET_ID, trainer, env, device=device,
@@ -93,7 +96,8 @@ def run_training_section(device: torch.device, settings, work: Path) -> dict:
     checks = {
         "losses_finite": all(v == v and math.isfinite(v) for r in found.values() for v in r["train_losses"]),
         "nu_moved": ours["log_nu"] != 0.0,  # nu starts at 1 (log nu 0)
-        "nu_logged_every_epoch": len(ours["nu_logged"]) == settings.train_epochs and ours["nu_logged"][-1] == ours["nu"],
+        "nu_logged_every_epoch": (len(ours["nu_logged"]) == settings.train_epochs
+                                  and math.isclose(ours["nu_logged"][-1], ours["nu"], rel_tol=1e-6)),
         "continue_restores_nu_exactly": ours["continue_restored_nu_exactly"],
         "predict_and_evaluate_ran": all(len(r["dice_per_case"]) == settings.test_cases for r in found.values()),
     }

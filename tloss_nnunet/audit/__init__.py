@@ -10,7 +10,13 @@ Two entry points (imported lazily: the command line's ``--help`` must not load t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tloss_nnunet.lazy import lazy_attributes
+
+if TYPE_CHECKING:  # what the lazy attributes resolve to, for type checkers and IDEs
+    from tloss_nnunet.audit.audit import AuditResult, audit_model
+    from tloss_nnunet.audit.scores import SCORE_NAMES, CaseScores, case_scores, score_cases
 
 __all__ = ["SCORE_NAMES", "AuditResult", "CaseScores", "audit_model", "case_scores", "score_cases"]
 

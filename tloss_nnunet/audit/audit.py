@@ -18,8 +18,14 @@ import numpy as np
 from tqdm import tqdm
 
 from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model
-from tloss_nnunet.audit.predict import (FoldLoss, drop_case, fold_loss, predict_cases, prediction_folder,
-                                        read_probabilities)
+from tloss_nnunet.audit.predict import (
+    FoldLoss,
+    drop_case,
+    fold_loss,
+    predict_cases,
+    prediction_folder,
+    read_probabilities,
+)
 from tloss_nnunet.audit.report import GalleryCase, middle_slice, write_csv, write_gallery, write_markdown
 from tloss_nnunet.audit.scores import DEFAULT_RANKING, CaseScores, case_scores, rank
 from tloss_nnunet.errors import InputError
@@ -47,7 +53,7 @@ def _reader(model: AuditedModel):
 
 
 def _has_nu(losses: dict[int, FoldLoss]) -> bool:
-    return all(loss.nu is not None for loss in losses.values())
+    return all(loss.log_nu is not None for loss in losses.values())
 
 
 def _gallery_image(image: np.ndarray) -> np.ndarray:
@@ -131,7 +137,7 @@ def _score(model: AuditedModel, assignments: list, losses: dict[int, FoldLoss], 
                           f"run the audit again to predict them afresh (log: {folder / 'predict.log'})")
         label, _ = reader.read_seg(model.cases[a.case]["label"])
         loss = losses[a.fold]
-        scores = case_scores(a.case, probabilities, label, nu=loss.nu, ignore_label=model.ignore_label,
+        scores = case_scores(a.case, probabilities, label, log_nu=loss.log_nu, ignore_label=model.ignore_label,
                              log_precision=loss.log_precision)
         scored.append(replace(scores, extra={"fold": a.fold, "held_out": a.held_out}))
     return scored

@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", default=None,
                    help="nnU-Net splits file (default: $nnUNet_preprocessed/<dataset>/splits_final.json)")
     p.add_argument("--rank-by", choices=_SCORES, default=None,
-                   help="score to rank by (default: one_minus_dice, the best in our evaluation; the tloss_* scores need a "
-                   "T-Loss model)")
+                   help="score to rank by (default: one_minus_dice, the best in our evaluation; the tloss_* scores "
+                   "need a T-Loss model)")
     p.add_argument("--top-k", type=int, default=12, help="cases in the gallery and the summary (default 12)")
     p.add_argument("-device", "--device", default="cuda", choices=("cuda", "cpu", "mps"),
                    help="as nnUNetv2_predict's -device (default cuda)")

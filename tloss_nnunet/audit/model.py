@@ -74,7 +74,8 @@ def _trained_folds(folder: Path, checkpoint_name: str, wanted: list[int] | None)
         return tuple(trained)
     missing = [f for f in wanted if f not in trained]
     if missing:
-        raise InputError(f"fold(s) {missing} of {folder} have no {checkpoint_name} (trained folds: {trained or 'none'})")
+        raise InputError(f"fold(s) {missing} of {folder} have no {checkpoint_name} "
+                         f"(trained folds: {trained or 'none'})")
     return tuple(dict.fromkeys(wanted))
 
 

@@ -10,41 +10,51 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import threading
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from tloss_nnunet.audit.model import AuditedModel
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
+from tloss_nnunet.nnunet.checkpoint_keys import TLOSS_STATE_KEY, TLossState
 
 __all__ = ["FoldLoss", "fold_loss", "predict_cases", "prediction_folder", "read_probabilities"]
 
 
 @dataclass(frozen=True)
 class FoldLoss:
-    """The T-Loss parameters of one fold's checkpoint (nu None: not a T-Loss model)."""
+    """The T-Loss parameters of one fold's checkpoint (log_nu None: not a T-Loss model)."""
 
-    nu: float | None
+    log_nu: float | None
     log_precision: float = 0.0
+
+    @property
+    def nu(self) -> float | None:
+        return None if self.log_nu is None else math.exp(self.log_nu)
 
 
 def fold_loss(model: AuditedModel, fold: int) -> FoldLoss:
-    """nu and lambda of ``fold``'s checkpoint (the T-Loss trainers store them under ``tloss_state``)."""
+    """log nu and lambda of ``fold``'s checkpoint (the T-Loss trainers store them under ``tloss_state``)."""
     import torch
 
-    checkpoint = torch.load(model.checkpoint(fold), map_location="cpu", weights_only=False)
+    path = model.checkpoint(fold)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state = checkpoint.get(TLOSS_STATE_KEY) if isinstance(checkpoint, dict) else None
     if not state:
-        return FoldLoss(nu=None, log_precision=0.0)
-    return FoldLoss(nu=float(state[NU_KEY]), log_precision=float(state.get("log_precision", 0.0)))
+        return FoldLoss(log_nu=None, log_precision=0.0)
+    try:
+        saved = TLossState.from_dict(state)
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+    return FoldLoss(log_nu=saved.log_nu, log_precision=float(saved.log_precision))
 
 
 def prediction_folder(out_dir: Path, fold: int) -> Path:

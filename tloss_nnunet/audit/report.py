@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -60,7 +60,8 @@ def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank
               "|---|---|" + "---|" * len(SCORE_NAMES) + "---|---|"]
     for rank, s in enumerate(ranked[:top_k], start=1):
         values = " | ".join(_cell(getattr(s, n)) or "-" for n in SCORE_NAMES)
-        lines.append(f"| {rank} | {s.case} | {values} | {s.extra.get('fold')} | {'yes' if s.extra.get('held_out') else 'no'} |")
+        held = "yes" if s.extra.get("held_out") else "no"
+        lines.append(f"| {rank} | {s.case} | {values} | {s.extra.get('fold')} | {held} |")
     lines += ["", "Scores: `tloss_nll` = Student-t NLL per element under the fold's nu, `tloss_weight` = the "
               "T-Loss's per-image weight (nu + D) / (nu + S) (small = suspect), `mse` = mean squared residual of the "
               "foreground probabilities, `one_minus_dice` = 1 - Dice of the prediction against the label. "

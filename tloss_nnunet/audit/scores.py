@@ -19,8 +19,8 @@ to within 1e-3, so ``mse`` and ``tloss_weight`` rank alike; ``tloss_nll`` is log
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -87,7 +87,7 @@ def _check(probabilities: np.ndarray, label: np.ndarray) -> np.ndarray:
 
 def case_scores(case: str, probabilities: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor,
                 nu: float | None = None, ignore_label: int | None = None,
-                log_precision: float = 0.0) -> CaseScores:
+                log_precision: float = 0.0, *, log_nu: float | None = None) -> CaseScores:
     """The scores of one case.
 
     Args:
@@ -97,6 +97,7 @@ def case_scores(case: str, probabilities: np.ndarray | torch.Tensor, label: np.n
         nu: the model's degrees of freedom; None for models without one (then no ``tloss_*`` scores).
         ignore_label: label value of pixels that carry no label (nnU-Net's ignore label), or None.
         log_precision: lambda of the T-Loss the model was trained with (0 = the paper's, the trainer's default).
+        log_nu: log nu instead of ``nu``, as checkpoints store it (not both).
     """
     p = _as_array(probabilities).astype(np.float64, copy=False)
     label = _check(p, _as_array(label))
@@ -119,11 +120,15 @@ def case_scores(case: str, probabilities: np.ndarray | torch.Tensor, label: np.n
         dices.append(1.0 if denominator == 0 else 2.0 * (pred_c & true_c).sum() / denominator)
     mse = sum_sq / count if count else 0.0
     nll = weight = None
+    if nu is not None and log_nu is not None:
+        raise ValueError("give nu or log_nu, not both")
     if nu is not None:
         if not nu > 0:
             raise ValueError(f"nu must be > 0, got {nu}")
+        log_nu = float(np.log(nu))
+    if log_nu is not None:
         stats = (torch.tensor([sum_sq], dtype=torch.float64), torch.tensor([count], dtype=torch.float64),
-                 torch.tensor(np.log(nu), dtype=torch.float64))
+                 torch.tensor(log_nu, dtype=torch.float64))
         nll = float(t_nll_from_sums(*stats, log_precision=log_precision)[0]) / max(count, 1)
         weight = float(t_weights_from_sums(*stats, log_precision=log_precision)[0])
     return CaseScores(case=case, mse=mse, one_minus_dice=1.0 - float(np.mean(dices)), valid_elements=count,
@@ -135,7 +140,8 @@ def score_cases(cases: Iterable[tuple[str, np.ndarray | torch.Tensor, np.ndarray
                 rank_by: str | None = None) -> list[CaseScores]:
     """Score ``(case, probabilities, label)`` triples (any sizes) and return them most suspect first.
 
-    ``rank_by`` is one of :data:`SCORE_NAMES` (default :data:`DEFAULT_RANKING`). Ties keep the input order. For a MONAI batch, pass ``zip(names, softmax(logits), labels)``.
+    ``rank_by`` is one of :data:`SCORE_NAMES` (default :data:`DEFAULT_RANKING`). Ties keep the input order. For a
+    MONAI batch, pass ``zip(names, softmax(logits), labels)``.
     """
     scored = [case_scores(case, p, y, nu=nu, ignore_label=ignore_label, log_precision=log_precision)
               for case, p, y in cases]

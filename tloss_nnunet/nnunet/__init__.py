@@ -7,6 +7,7 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss_tiny, nnUNetTrainerTLoss_nuPlateau
     from tloss_nnunet.nnunet import NnUNetTLoss, ext_trainer_path
 
+Every trainer of :data:`~tloss_nnunet.nnunet.trainer_names.TRAINER_NAMES` is exported.
 ``nnUNetv2_train -tr nnUNetTrainerTLoss`` finds the trainers through ``nnUNet_extTrainer`` set to
 ``tloss-nnunet ext-path`` (see :func:`ext_trainer_path`).
 """
@@ -14,25 +15,28 @@ Public names (imported lazily, so ``tloss-nnunet`` subcommands that do not train
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from tloss_nnunet.lazy import lazy_attributes
+from tloss_nnunet.nnunet.trainer_names import BASE_TRAINER, TRAINER_NAMES, VARIANT_NAMES
 
-__all__ = [
-    "nnUNetTrainerTLoss",
-    "nnUNetTrainerTLoss_5epochs",
-    "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny",
-    "nnUNetTrainerTLoss_nuPlateau",
-    "NnUNetTLoss",
-    "ext_trainer_path",
-]
+if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs ("as": re-exported)
+    from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss as NnUNetTLoss
+    from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss as nnUNetTrainerTLoss
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_5epochs as nnUNetTrainerTLoss_5epochs
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_50epochs as nnUNetTrainerTLoss_50epochs
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_absolute as nnUNetTrainerTLoss_absolute
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_Adam1en3 as nnUNetTrainerTLoss_Adam1en3
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_cap20 as nnUNetTrainerTLoss_cap20
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_nuPlateau as nnUNetTrainerTLoss_nuPlateau
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_relative as nnUNetTrainerTLoss_relative
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_tiny as nnUNetTrainerTLoss_tiny
+
+__all__ = [*TRAINER_NAMES, "NnUNetTLoss", "ext_trainer_path"]
 
 _LAZY = {
-    "nnUNetTrainerTLoss": "tloss_nnunet.nnunet.trainer",
-    "nnUNetTrainerTLoss_5epochs": "tloss_nnunet.nnunet.variants",
-    "nnUNetTrainerTLoss_50epochs": "tloss_nnunet.nnunet.variants",
-    "nnUNetTrainerTLoss_tiny": "tloss_nnunet.nnunet.variants",
-    "nnUNetTrainerTLoss_nuPlateau": "tloss_nnunet.nnunet.variants",
+    BASE_TRAINER: "tloss_nnunet.nnunet.trainer",
+    **dict.fromkeys(VARIANT_NAMES, "tloss_nnunet.nnunet.variants"),
     "NnUNetTLoss": "tloss_nnunet.nnunet.loss_adapter",
 }
 

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 from tloss_nnunet.atomic import folders_created, staging_folder, swap_into, write_json
 from tloss_nnunet.errors import InputError
-from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY, TLossState
 from tloss_nnunet.nnunet.export_target import PROVENANCE_FILE, TOOL, file_digests, target_problem
+from tloss_nnunet.nnunet.trainer_names import TRAINER_NAMES
 
 __all__ = ["ExportResult", "export_stock_model", "STOCK_TRAINER", "KNOWN_TLOSS_TRAINERS"]
 
@@ -41,11 +42,7 @@ STOCK_TRAINER = "nnUNetTrainer"
 # The library's trainers: all keep nnU-Net's default network, which is what makes the export valid. Other
 # T-Loss trainers (the reproduction kit's demo trainer, a user's variant) are accepted when nnU-Net's own
 # lookup finds them as such (see _keeps_default_network).
-KNOWN_TLOSS_TRAINERS = frozenset({
-    "nnUNetTrainerTLoss", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny", "nnUNetTrainerTLoss_nuPlateau", "nnUNetTrainerTLoss_absolute",
-    "nnUNetTrainerTLoss_relative", "nnUNetTrainerTLoss_cap20", "nnUNetTrainerTLoss_Adam1en3",
-})
+KNOWN_TLOSS_TRAINERS = frozenset(TRAINER_NAMES)
 FOLDER_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 REQUIRED_FILES = ("plans.json", "dataset.json")
 
@@ -70,7 +67,7 @@ def _find_checkpoints(model_folder: str) -> list[str]:
     return sorted(glob.glob(os.path.join(model_folder, "fold_*", "checkpoint_*.pth")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _keeps_default_network(trainer_name: str) -> bool:
     """True when nnU-Net finds ``trainer_name`` (in nnunetv2 and ``nnUNet_extTrainer``) as a subclass of
     ``nnUNetTrainerTLoss`` that builds nnU-Net's default network."""
@@ -102,9 +99,18 @@ def _stock_checkpoint(checkpoint: dict, path: str, force: bool) -> tuple[dict, d
     tloss_state = stock.pop(TLOSS_STATE_KEY, None)
     if isinstance(stock.get("logging"), dict):
         stock["logging"] = {k: v for k, v in stock["logging"].items() if k != NU_KEY}
-    provenance = {"trainer_name": trainer, "nu": None if tloss_state is None else tloss_state.get(NU_KEY),
+    provenance = {"trainer_name": trainer, "nu": None if tloss_state is None else _nu(tloss_state),
                   "current_epoch": checkpoint.get("current_epoch")}
     return stock, provenance
+
+
+
+def _nu(tloss_state: object) -> float | None:
+    """nu of a ``tloss_state`` entry for the provenance file; None when the entry is not a readable one."""
+    try:
+        return TLossState.from_dict(tloss_state).nu
+    except ValueError:
+        return None
 
 
 def export_stock_model(model_folder: str, output_parent: str, overwrite: bool = False, force: bool = False,

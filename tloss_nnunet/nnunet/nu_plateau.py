@@ -19,7 +19,7 @@ lr(epoch) = poly(epoch) * factor.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -57,9 +57,9 @@ class NuPlateauDetector:
     def update(self, read_nu: Callable[[], float]) -> bool:
         """Count one training iteration; return True when this iteration declares a plateau.
 
-        ``read_nu`` (returning :func:`plateau_statistic` in the trainers) is called only on recording iterations: reading nu from a GPU synchronises the device,
-        which should not happen every iteration. After a plateau the records are cleared, so the next
-        decision needs ``patience`` fresh records.
+        ``read_nu`` (returning :func:`plateau_statistic` in the trainers) is called only on recording iterations:
+        reading nu from a GPU synchronises the device, which should not happen every iteration. After a plateau the
+        records are cleared, so the next decision needs ``patience`` fresh records.
         """
         self.iteration += 1
         if self.iteration % self.record_every:

@@ -14,7 +14,7 @@ Why nu gets its own optimiser (and not a second param group of nnU-Net's SGD):
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import distributed as dist

@@ -85,7 +85,7 @@ class NuLocalLogger(LocalLogger):
         self.padded_on_load = 0  # epochs without a nu value in the last loaded checkpoint
 
     @classmethod
-    def replacing(cls, logger: LocalLogger) -> "NuLocalLogger":
+    def replacing(cls, logger: LocalLogger) -> NuLocalLogger:
         """A NuLocalLogger holding ``logger``'s values (with ``nu`` added)."""
         new = cls(getattr(logger, "verbose", False))
         new.my_fantastic_logging = logger.my_fantastic_logging

@@ -15,7 +15,8 @@ This module imports nothing from nnU-Net, so the schedule numbers can be read wi
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -71,13 +72,15 @@ def on_schedule(schedule: Schedule | Callable[[], Schedule]) -> Callable[[Traine
     """
 
     def decorate(cls: Trainer) -> Trainer:
+        owner: Any = cls  # a class whose __init__ is replaced: beyond what a type checker follows
+
         def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                      device: torch.device = torch.device("cuda")):
-            super(cls, self).__init__(plans, configuration, fold, dataset_json, device)
+            super(owner, self).__init__(plans, configuration, fold, dataset_json, device)
             apply_schedule(self, schedule() if callable(schedule) else schedule)
 
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        cls.__init__ = __init__
+        owner.__init__ = __init__
         return cls
 
     return decorate

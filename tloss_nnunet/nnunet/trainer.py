@@ -8,8 +8,9 @@ validation, inference) is nnU-Net's. What the learnable nu needs is added:
 * ``self.nu_optimizer``: Adam(lr ``nu_lr`` = 1e-3, weight decay 0) for log-nu, apart from the network's SGD,
   so the poly schedule never overwrites nu's lr and ``optimizer.param_groups[0]`` stays the network's.
 * ``train_step`` averages nu's gradient over DDP ranks and steps both optimisers (GradScaler-aware).
-* checkpoints carry ``tloss_state`` (loss state dict, nu optimiser state, lr factor, plateau state);
-  ``--c`` restores it; nu is logged every epoch under ``nu`` and drawn in progress.png.
+* checkpoints carry ``tloss_state`` (a :class:`~tloss_nnunet.nnunet.checkpoint_keys.TLossState`: loss state
+  dict, nu optimiser state, lambda, lr factor, plateau state); ``--c`` restores it; nu is logged every epoch
+  under ``nu`` and drawn in progress.png.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from torch._dynamo import OptimizedModule
 
-from tloss_nnunet.loss import TLoss
 from tloss_nnunet.atomic import atomic_target
-from tloss_nnunet.nnunet.checkpoint_keys import TLOSS_STATE_KEY
+from tloss_nnunet.loss import TLoss
+from tloss_nnunet.nnunet.checkpoint_keys import NU_KEY, TLOSS_STATE_KEY, TLossState
 from tloss_nnunet.nnunet.loss_adapter import NnUNetTLoss, build_tloss_for_nnunet, deep_supervision_weights
 from tloss_nnunet.nnunet.nu_plateau import NuPlateauDetector, ScaledPolyLRScheduler, plateau_statistic
 from tloss_nnunet.nnunet.optimization import backward_and_step, build_nu_optimizer
-from tloss_nnunet.nnunet.progress import NU_KEY, NuLocalLogger, ensure_logging_key
+from tloss_nnunet.nnunet.progress import NuLocalLogger, ensure_logging_key
 
 __all__ = ["nnUNetTrainerTLoss", "TLOSS_STATE_KEY"]
 
@@ -118,52 +119,60 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
         else:
             target = target.to(self.device, non_blocking=True)
 
+        tloss, nu_optimizer = self._built()
         self.optimizer.zero_grad(set_to_none=True)
-        self.nu_optimizer.zero_grad(set_to_none=True)
+        nu_optimizer.zero_grad(set_to_none=True)
         # Autocast only on CUDA, as in nnU-Net; the T-Loss itself always runs in float32.
         with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             output = self.network(data)
             loss = self.loss(output, target)
-        backward_and_step(loss, self.network.parameters(), self.optimizer, self.nu_optimizer, self.grad_scaler)
-        if self.nu_plateau is not None and self.nu_plateau.update(lambda: plateau_statistic(self.tloss)):
+        backward_and_step(loss, self.network.parameters(), self.optimizer, nu_optimizer, self.grad_scaler)
+        if self.nu_plateau is not None and self.nu_plateau.update(lambda: plateau_statistic(tloss)):
             self._drop_network_lr()
         return {"loss": loss.detach().cpu().numpy()}
+
+    def _built(self) -> tuple[TLoss, torch.optim.Optimizer]:
+        """The loss and nu's optimiser: nnU-Net constructs a trainer first and builds its parts in initialize()."""
+        if self.tloss is None or self.nu_optimizer is None:
+            raise RuntimeError(f"{type(self).__name__} used before initialize() built its T-Loss.")
+        return self.tloss, self.nu_optimizer
 
     def _drop_network_lr(self) -> None:
         before = self.optimizer.param_groups[0]["lr"]
         after = self.lr_scheduler.drop(self.nu_plateau_decay, self.nu_plateau_min_lr)
-        self.print_to_log_file(f"nu plateau at nu={self.tloss.nu:.6g}: network lr {before:.3g} -> {after:.3g} "
+        self.print_to_log_file(f"nu plateau at nu={self._built()[0].nu:.6g}: network lr {before:.3g} -> {after:.3g} "
                                f"(factor on the poly schedule now {self.lr_scheduler.factor:.3g})")
 
     def on_train_epoch_end(self, train_outputs: list[dict]):
         super().on_train_epoch_end(train_outputs)
         # All ranks hold the same nu (its gradient is averaged), so no gather is needed.
-        self.logger.log(NU_KEY, self.tloss.nu, self.current_epoch)
-        self.print_to_log_file(f"nu {self.tloss.nu:.6g}")
+        nu = self._built()[0].nu
+        self.logger.log(NU_KEY, nu, self.current_epoch)
+        self.print_to_log_file(f"nu {nu:.6g}")
 
     # ----------------------------------------------------------------- checkpoints
     def tloss_state_dict(self) -> dict:
         """Everything about the loss that training needs to continue exactly: the ``tloss_state`` entry."""
-        state = {
-            "loss": {k: v.detach().cpu().clone() for k, v in self.tloss.state_dict().items()},
-            "nu_optimizer": self.nu_optimizer.state_dict(),
-            NU_KEY: self.tloss.nu,
-            "log_precision": self.tloss.log_precision,  # not a tensor of the loss; label auditing reads it
-        }
-        if isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
-            state["lr_factor"] = self.lr_scheduler.factor
-        if self.nu_plateau is not None:
-            state["nu_plateau"] = self.nu_plateau.state_dict()
-        return state
+        tloss, nu_optimizer = self._built()
+        return TLossState(
+            loss={k: v.detach().cpu().clone() for k, v in tloss.state_dict().items()},
+            nu_optimizer=nu_optimizer.state_dict(),
+            log_precision=tloss.log_precision,
+            lr_factor=self.lr_scheduler.factor if isinstance(self.lr_scheduler, ScaledPolyLRScheduler) else None,
+            nu_plateau=self.nu_plateau.state_dict() if self.nu_plateau is not None else None,
+        ).to_dict()
 
     def load_tloss_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`tloss_state_dict` saved (the nu optimiser's tensors move to the loss's device)."""
-        self.tloss.load_state_dict(state["loss"])
-        self.nu_optimizer.load_state_dict(state["nu_optimizer"])
-        if "lr_factor" in state and isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
-            self.lr_scheduler.factor = float(state["lr_factor"])
-        if "nu_plateau" in state and self.nu_plateau is not None:
-            self.nu_plateau.load_state_dict(state["nu_plateau"])
+        """Restore what :meth:`tloss_state_dict` saved, or an earlier version wrote (see :class:`TLossState`);
+        the nu optimiser's tensors move to the loss's device."""
+        saved = TLossState.from_dict(state)
+        tloss, nu_optimizer = self._built()
+        tloss.load_state_dict(saved.loss)
+        nu_optimizer.load_state_dict(saved.nu_optimizer)
+        if saved.lr_factor is not None and isinstance(self.lr_scheduler, ScaledPolyLRScheduler):
+            self.lr_scheduler.factor = float(saved.lr_factor)
+        if saved.nu_plateau is not None and self.nu_plateau is not None:
+            self.nu_plateau.load_state_dict(saved.nu_plateau)
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint plus ``tloss_state``, written atomically.
@@ -207,7 +216,8 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
                 self.load_checkpoint(path)
             return
         if not isinstance(filename_or_checkpoint, (str, os.PathLike)):
-            raise TypeError(f"load_checkpoint takes a checkpoint path or dict, got {type(filename_or_checkpoint).__name__}.")
+            raise TypeError("load_checkpoint takes a checkpoint path or dict, "
+                            f"got {type(filename_or_checkpoint).__name__}.")
         filename_or_checkpoint = os.fspath(filename_or_checkpoint)
         super().load_checkpoint(filename_or_checkpoint)
         # mmap: only the small tloss_state tensors are actually read a second time.
@@ -216,12 +226,13 @@ class nnUNetTrainerTLoss(nnUNetTrainer):
         padded = ensure_logging_key(self.logger.local_logger.my_fantastic_logging, NU_KEY)
         padded = max(padded, getattr(self.logger.local_logger, "padded_on_load", 0))
         state = checkpoint.get(TLOSS_STATE_KEY)
+        tloss = self._built()[0]
         if state is None:
             message = (f"checkpoint has no '{TLOSS_STATE_KEY}' (not written by a T-Loss trainer, or by an old "
-                       f"version): nu restarts at {self.tloss.nu:.4g} and its optimiser state is empty; "
+                       f"version): nu restarts at {tloss.nu:.4g} and its optimiser state is empty; "
                        f"{padded} past epochs are logged as nu=NaN.")
             warnings.warn(message, stacklevel=2)
             self.print_to_log_file("WARNING:", message)
             return
         self.load_tloss_state_dict(state)
-        self.print_to_log_file(f"T-Loss state restored: log_nu={float(self.tloss.log_nu.detach())!r} nu={self.tloss.nu!r}")
+        self.print_to_log_file(f"T-Loss state restored: log_nu={float(tloss.log_nu.detach())!r} nu={tloss.nu!r}")

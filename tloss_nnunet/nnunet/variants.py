@@ -20,17 +20,9 @@ from nnunetv2.training.nnUNetTrainer.variants.optimizer.nnUNetTrainerAdam import
 
 from tloss_nnunet.nnunet.schedules import FIFTY_EPOCHS, FIVE_EPOCHS, TINY, on_schedule
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+from tloss_nnunet.nnunet.trainer_names import VARIANT_NAMES
 
-__all__ = [
-    "nnUNetTrainerTLoss_5epochs",
-    "nnUNetTrainerTLoss_50epochs",
-    "nnUNetTrainerTLoss_tiny",
-    "nnUNetTrainerTLoss_absolute",
-    "nnUNetTrainerTLoss_relative",
-    "nnUNetTrainerTLoss_cap20",
-    "nnUNetTrainerTLoss_nuPlateau",
-    "nnUNetTrainerTLoss_Adam1en3",
-]
+__all__ = list(VARIANT_NAMES)  # the classes below, in order (tests/test_nnunet_export_cli.py)
 
 
 @on_schedule(FIVE_EPOCHS)

@@ -68,7 +68,8 @@ class GeneralizedCrossEntropyLoss(_Loss):
             raise ValueError(f"logits must be (B, C, *spatial) with C >= 2, got shape {tuple(logits.shape)}.")
         if target.ndim == logits.ndim:
             if target.shape[1] != 1:
-                raise ValueError(f"target must be a label map (B, 1, *spatial) or (B, *spatial), got {tuple(target.shape)}.")
+                raise ValueError("target must be a label map (B, 1, *spatial) or (B, *spatial), "
+                                 f"got {tuple(target.shape)}.")
             target = target[:, 0]
         if target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}.")

@@ -17,8 +17,8 @@ each nnU-Net command's output goes to a log file there.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tloss_nnunet.errors import InputError, exit_code_of
 from tloss_nnunet.repro.demo_schedules import SCHEDULES, Schedule
@@ -117,10 +117,9 @@ def run_demo(args: argparse.Namespace) -> Path:
     data_key = (f"isic2017_{args.train_cases}-{args.val_cases}-{args.test_cases}_{args.size}px_"
                 f"a{args.alpha:g}b{args.beta:g}_seed{args.seed}")
     run_dir = args.work.resolve() / data_key
-    env = pipeline.nnunet_env(run_dir, device=device)
     # One nnUNet_results per schedule: the demo trainers' numbers come from the environment, so two custom
     # schedules share class names and must not share model folders.
-    env["nnUNet_results"] = str(run_dir / "nnUNet_results" / schedule.key)
+    env = pipeline.nnunet_env(run_dir, device=device, results=run_dir / "nnUNet_results" / schedule.key)
     env[EPOCHS_VARIABLE], env[ITERATIONS_VARIABLE] = str(schedule.epochs), str(schedule.iterations)
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,8 @@ import shutil
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 # Re-exported: the pipeline's API is one module (``from tloss_nnunet.repro import pipeline``).
 from tloss_nnunet.repro.nnunet_env import nnunet_env

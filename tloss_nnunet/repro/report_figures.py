@@ -5,8 +5,8 @@ a corrupted training case, each model's prediction). Written atomically (:mod:`t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 

@@ -50,7 +50,8 @@ class DemoData:
     """The noisy training set and the clean test set the models saw.
 
     Attributes:
-        noisy_dataset: raw folder of the noisy dataset (``imagesTr``/``labelsTr`` noisy, ``imagesTs``/``labelsTs`` clean).
+        noisy_dataset: raw folder of the noisy dataset (``imagesTr``/``labelsTr`` noisy, ``imagesTs``/``labelsTs``
+            clean).
         clean_dataset: raw folder of its clean twin (same images, clean ``labelsTr``).
         alpha, beta: the noise setting.
         n_train, n_val, n_test: cases per split (training cases are the ones that may be corrupted).
@@ -130,7 +131,8 @@ def noisy_examples(data: DemoData, count: int) -> list[tuple[str, str]]:
     for case, kind in sorted(kinds.items()):
         if kind != "clean":
             by_kind.setdefault(kind, []).append(case)
-    order = [k for k in ("dilate", "erode", "affine") if k in by_kind] + sorted(set(by_kind) - {"dilate", "erode", "affine"})
+    order = ([k for k in ("dilate", "erode", "affine") if k in by_kind]
+             + sorted(set(by_kind) - {"dilate", "erode", "affine"}))
     picked: list[tuple[str, str]] = []
     for i in range(max((len(v) for v in by_kind.values()), default=0)):
         for kind in order:

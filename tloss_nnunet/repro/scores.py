@@ -7,9 +7,9 @@ and fills an :class:`Evaluation` from these functions.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -7,8 +7,8 @@ It exposes the library's trainers only; the reproduction kit's (demo, study base
 ``tloss_nnunet/repro/ext_trainer``.
 """
 
-from tloss_nnunet.nnunet import variants
-from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss  # noqa: F401
+from tloss_nnunet.nnunet.trainer_names import TRAINER_NAMES
 from tloss_nnunet.nnunet.variants import *  # noqa: F401,F403  (every variant, as listed in variants.__all__)
 
-__all__ = [nnUNetTrainerTLoss.__name__, *variants.__all__]
+__all__ = list(TRAINER_NAMES)

@@ -1,1 +1,0 @@
-"""The memorisation study: does a trainer fit the corrupted masks of noisy training labels, and when?"""
