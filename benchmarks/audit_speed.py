@@ -31,11 +31,11 @@ def _model(root: Path, cases: int, size: int) -> Path:
     import torch
 
     from tloss_nnunet.nnunet import nnUNetTrainerTLoss
-    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
+    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess_in_process
     from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
     write_synthetic_dataset(os.environ["nnUNet_raw"], DATASET_ID, "2d", num_train=cases, num_test=1, size=size)
-    plan_and_preprocess(DATASET_ID)
+    plan_and_preprocess_in_process(DATASET_ID)
     trainer = make_trainer(nnUNetTrainerTLoss, DATASET_ID, "2d", 0, torch.device("cpu"))
     trainer.initialize()
     os.makedirs(trainer.output_folder, exist_ok=True)

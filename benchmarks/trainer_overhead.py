@@ -111,11 +111,11 @@ def build_trainers(dataset_id: int, size: int, cases: int, device: torch.device)
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
-    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
+    from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess_in_process
     from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
     write_synthetic_dataset(os.environ["nnUNet_raw"], dataset_id, "2d", num_train=cases, num_test=0, size=size)
-    plan_and_preprocess(dataset_id, ("2d",))
+    plan_and_preprocess_in_process(dataset_id, ("2d",))
     trainers = {}
     for cls in (nnUNetTrainer, nnUNetTrainerTLoss):
         torch.manual_seed(0)

@@ -23,7 +23,7 @@ from tloss_nnunet.nnunet.variants import (
     nnUNetTrainerTLoss_cap20,
     nnUNetTrainerTLoss_relative,
 )
-from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess
+from tloss_nnunet.repro.inprocess import make_trainer, plan_and_preprocess_in_process
 from tloss_nnunet.repro.nnunet_env import nnunet_env
 from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
@@ -51,7 +51,7 @@ def prepared(nnunet_dirs):
             dataset_id, configuration, n, size = DATASETS[kind]
             write_synthetic_dataset(str(nnunet_dirs["nnUNet_raw"]), dataset_id, kind, num_train=n, num_test=0,
                                     size=size)
-            plan_and_preprocess(dataset_id, (configuration,))
+            plan_and_preprocess_in_process(dataset_id, (configuration,))
             done[kind] = (dataset_id, configuration)
         return done[kind]
 
@@ -222,9 +222,14 @@ def test_training_steps_on_3d_and_regions_with_ignore(prepared, kind):
     if kind == "regions_ignore":
         assert trainer.label_manager.ignore_label == 3
     trainer.on_train_epoch_start()
-    losses = [float(trainer.train_step(next(trainer.dataloader_train))["loss"]) for _ in range(3)]
+    log_nus, losses = [float(trainer.tloss.log_nu)], []
+    for _ in range(3):
+        losses.append(float(trainer.train_step(next(trainer.dataloader_train))["loss"]))
+        log_nus.append(float(trainer.tloss.log_nu))
     assert all(math.isfinite(v) for v in losses)
-    assert trainer.tloss.nu != pytest.approx(1.0, abs=1e-4)
+    # Every step moves log nu (Adam's step is ~lr whatever the gradient's size; the net change over three steps
+    # can be tiny when their signs alternate, so each step is checked, not the sum).
+    assert all(after != before for before, after in zip(log_nus, log_nus[1:])), log_nus
     trainer.on_validation_epoch_start()
     with torch.no_grad():
         val = trainer.validation_step(next(trainer.dataloader_val))

@@ -25,7 +25,7 @@ import torch
 from tloss_nnunet.nnunet.checkpoint_keys import LOG_NU_KEY, TLOSS_STATE_KEY, TLossState
 from tloss_nnunet.repro import pipeline
 from tloss_nnunet.repro.demo_trainers import EPOCHS_VARIABLE, ITERATIONS_VARIABLE
-from tloss_nnunet.repro.inprocess import plan_and_preprocess
+from tloss_nnunet.repro.inprocess import plan_and_preprocess_in_process
 from tloss_nnunet.repro.nnunet_env import nnunet_env
 from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
@@ -84,7 +84,7 @@ def _chain(trainer: str, raw: Path, env: dict, device: str, logs: Path) -> dict:
 def run_training_section(device: torch.device, settings, work: Path) -> dict:
     raw = Path(write_synthetic_dataset(os.environ["nnUNet_raw"], DATASET_ID, "2d", num_train=settings.train_cases,
                                        num_test=settings.test_cases, size=settings.train_size))
-    plan_and_preprocess(DATASET_ID, ("2d",))
+    plan_and_preprocess_in_process(DATASET_ID, ("2d",))
     env = _environment(work, device, settings)
     logs = work / "training_logs"
     logs.mkdir(parents=True, exist_ok=True)

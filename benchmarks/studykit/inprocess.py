@@ -91,7 +91,7 @@ def prepare(work_dir: Path, config: StudyConfig, **options: int) -> dict[str, Pa
     Every run builds its trainer on the clean dataset's plans and preprocessed folder (the noisy members share
     its images; the labels a run trains on come from the arrays of :class:`SettingData`).
     """
-    from tloss_nnunet.repro.inprocess import plan_and_preprocess
+    from tloss_nnunet.repro.inprocess import plan_and_preprocess_in_process
     from tloss_nnunet.repro.study_trainers import narrow_architecture
 
     family = prepare_family(Path(work_dir), config, verify=False, **options)
@@ -100,7 +100,7 @@ def prepare(work_dir: Path, config: StudyConfig, **options: int) -> dict[str, Pa
     folders = list(preprocessed.glob(f"Dataset{clean_id}_*"))
     if not folders or not (folders[0] / "nnUNetPlans.json").exists():
         with contextlib.redirect_stdout(io.StringIO()):
-            plan_and_preprocess(clean_id)
+            plan_and_preprocess_in_process(clean_id)
         folders = list(preprocessed.glob(f"Dataset{clean_id}_*"))
     plans = json.loads((folders[0] / "nnUNetPlans.json").read_text())
     plans["plans_name"] = plans_identifier(config)

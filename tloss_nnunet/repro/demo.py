@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tloss_nnunet.errors import InputError, exit_code_of
-from tloss_nnunet.repro.demo_schedules import SCHEDULES, Schedule
+from tloss_nnunet.repro.demo_schedules import SCHEDULES, TrainerPair
 from tloss_nnunet.workers import default_workers
 
-__all__ = ["SCHEDULES", "Schedule", "build_parser", "main", "run_demo"]
+__all__ = ["SCHEDULES", "TrainerPair", "build_parser", "main", "run_demo"]
 
 
 def _checkout() -> Path:
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _validate(args: argparse.Namespace) -> Schedule:
+def _validate(args: argparse.Namespace) -> TrainerPair:
     """Check the options (every problem at once) and return the schedule to run."""
     problems = []
     for name, minimum in (("train_cases", 4), ("val_cases", 1), ("test_cases", 1), ("grid_cases", 1)):
@@ -90,7 +90,7 @@ def _validate(args: argparse.Namespace) -> Schedule:
         raise InputError("\n".join(problems))
     schedule = SCHEDULES[args.schedule]
     if custom:
-        schedule = Schedule("demo", schedule.tloss_trainer, schedule.stock_trainer, args.epochs or schedule.epochs,
+        schedule = TrainerPair("demo", schedule.tloss_trainer, schedule.stock_trainer, args.epochs or schedule.epochs,
                             args.iterations or schedule.iterations, "custom demo schedule")
     return schedule
 

@@ -12,12 +12,16 @@ from tloss_nnunet.nnunet.schedules import (
     TINY_ITERATIONS,
 )
 
-__all__ = ["SCHEDULES", "Schedule"]
+__all__ = ["SCHEDULES", "TrainerPair"]
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """A training schedule as a pair of trainer classes that differ only in the loss."""
+class TrainerPair:
+    """A pair of trainer classes that differ only in the loss, on one training schedule (epochs x iterations).
+
+    Not :class:`tloss_nnunet.nnunet.schedules.Schedule`, which is the schedule itself (what a trainer variant
+    sets); a pair names the two trainers the demo compares on it.
+    """
 
     name: str
     tloss_trainer: str
@@ -32,18 +36,19 @@ class Schedule:
         return f"{self.name}_e{self.epochs}_i{self.iterations}" if self.name == "demo" else self.name
 
 
-def _schedules() -> dict[str, Schedule]:
+def _schedules() -> dict[str, TrainerPair]:
     from tloss_nnunet.repro.demo_trainers import DEMO_EPOCHS, DEMO_ITERATIONS
 
+    pair = TrainerPair
     return {
-        "tiny": Schedule("tiny", "nnUNetTrainerTLoss_tiny", "nnUNetTrainerDiceCE_tiny", TINY_EPOCHS, TINY_ITERATIONS,
-                         "smoke test (tests)"),
-        "demo": Schedule("demo", "nnUNetTrainerTLoss_demo", "nnUNetTrainer_demo", DEMO_EPOCHS, DEMO_ITERATIONS,
-                         "the default: both trainings fit the 15-minute CPU budget"),
-        "5epochs": Schedule("5epochs", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainer_5epochs", FIVE_EPOCHS.epochs,
-                            NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 5-epoch variant (GPU: minutes; CPU: an hour+)"),
-        "50epochs": Schedule("50epochs", "nnUNetTrainerTLoss_50epochs", "nnUNetTrainer_50epochs", FIFTY_EPOCHS.epochs,
-                             NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 50-epoch variant (GPU)"),
+        "tiny": pair("tiny", "nnUNetTrainerTLoss_tiny", "nnUNetTrainerDiceCE_tiny", TINY_EPOCHS, TINY_ITERATIONS,
+                     "smoke test (tests)"),
+        "demo": pair("demo", "nnUNetTrainerTLoss_demo", "nnUNetTrainer_demo", DEMO_EPOCHS, DEMO_ITERATIONS,
+                     "the default: both trainings fit the 15-minute CPU budget"),
+        "5epochs": pair("5epochs", "nnUNetTrainerTLoss_5epochs", "nnUNetTrainer_5epochs", FIVE_EPOCHS.epochs,
+                        NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 5-epoch variant (GPU: minutes; CPU: an hour+)"),
+        "50epochs": pair("50epochs", "nnUNetTrainerTLoss_50epochs", "nnUNetTrainer_50epochs", FIFTY_EPOCHS.epochs,
+                         NNUNET_ITERATIONS_PER_EPOCH, "nnU-Net's 50-epoch variant (GPU)"),
     }
 
 

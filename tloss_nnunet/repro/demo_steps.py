@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tloss_nnunet.repro import pipeline
-from tloss_nnunet.repro.demo_schedules import Schedule
+from tloss_nnunet.repro.demo_schedules import TrainerPair
 from tloss_nnunet.repro.report import DemoData, DemoReport, TrainerResult, load_training_log
 from tloss_nnunet.repro.steps import StepRunner
 
@@ -56,7 +56,7 @@ class ModelContext:
     dataset: Path
     run_dir: Path
     logs: Path
-    schedule: Schedule
+    schedule: TrainerPair
     device: str
 
 

@@ -20,11 +20,14 @@ from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-__all__ = ["plan_and_preprocess", "make_trainer"]
+__all__ = ["plan_and_preprocess_in_process", "make_trainer"]
 
 
-def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...] = ("2d",), num_processes: int = 1) -> None:
-    """Fingerprint (with dataset integrity check), plan and preprocess ``dataset_id`` like the stock command.
+def plan_and_preprocess_in_process(dataset_id: int, configurations: tuple[str, ...] = ("2d",),
+                                   num_processes: int = 1) -> None:
+    """Fingerprint (with dataset integrity check), plan and preprocess ``dataset_id`` like the stock command, in
+    this process through nnU-Net's API (no command start-up: studies and tests). The demo runs the stock command
+    itself (:func:`tloss_nnunet.repro.pipeline.plan_and_preprocess`).
 
     nnU-Net's planner calls ``torch.set_num_threads(nnUNet_n_proc_DA)``, which fails for the value 0 that
     single-threaded training wants; planning therefore runs with at least 1 and the variable is put back.
