@@ -11,7 +11,7 @@ from tloss_nnunet.noise.settings import PAPER_ALPHAS, PAPER_BETAS
 from tloss_nnunet.workers import default_workers
 
 
-def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int) -> None:
+def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int, folds_help: str) -> None:
     parser.add_argument("--out", metavar="RAW", default=None,
                         help="nnU-Net raw folder to write into (default: $nnUNet_raw)")
     parser.add_argument("--id", type=int, default=default_id, dest="first_id", metavar="ID",
@@ -29,6 +29,7 @@ def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int
                         help="worker processes (default: all CPUs, %(default)s); 1 = no subprocesses")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace dataset folders of these names that hold other content")
+    parser.add_argument("--folds", type=int, default=None, metavar="K", help=folds_help)
     parser.add_argument("--install-splits", action="store_true",
                         help="also copy splits_final.json to $nnUNet_preprocessed/<dataset>/")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
@@ -49,7 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             description="ROOT holds the official folders ISIC-2017_{Training,Validation,Test_v2}"
                                         "_Data and ..._Part1_GroundTruth, or their .zip files (read in place).")
     isic.add_argument("root", metavar="ROOT", help="folder with the official folders and/or zip files")
-    _add_common_convert_options(isic, default_id=ISIC_FIRST_ID)
+    _add_common_convert_options(
+        isic, default_id=ISIC_FIRST_ID,
+        folds_help="write K >= 2 folds over the training cases into splits_final.json (nnU-Net's own "
+                   "generate_crossval_split, each training case held out once, as a label audit needs; the "
+                   "validation cases validate every fold); default: the one official train/validation split, "
+                   "the paper's protocol")
     isic.set_defaults(func=run_convert_isic2017)
 
     shenzhen = kinds.add_parser("shenzhen", help="Shenzhen chest X-ray (lung segmentation)",
@@ -58,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "mask are skipped; the paper's seeded 70/30 split gives imagesTs.")
     shenzhen.add_argument("images_dir", metavar="IMAGES_DIR", help="CXR_png/ (or ChinaSet_AllFiles/)")
     shenzhen.add_argument("masks_dir", metavar="MASKS_DIR", help="mask/ of the lung-mask release")
-    _add_common_convert_options(shenzhen, default_id=SHENZHEN_FIRST_ID)
+    _add_common_convert_options(
+        shenzhen, default_id=SHENZHEN_FIRST_ID,
+        folds_help="folds over the training cases in splits_final.json (nnU-Net's own generate_crossval_split; "
+                   "default: 5, fewer when there are fewer training cases)")
     shenzhen.set_defaults(func=run_convert_shenzhen)
 
     synth = subparsers.add_parser(
@@ -94,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common_kwargs(args: argparse.Namespace) -> dict:
     return dict(first_id=args.first_id, alphas=args.alpha, betas=args.beta, size=args.size, seed=args.seed,
                 workers=args.workers, overwrite=args.overwrite, verify=args.verify,
-                install_splits=args.install_splits, progress=not args.quiet)
+                install_splits=args.install_splits, progress=not args.quiet, folds=args.folds)
 
 
 def _finish(report) -> int:

@@ -5,6 +5,12 @@ the six folders below, pairs ``ISIC_xxxxxxx.jpg`` with ``ISIC_xxxxxxx_segmentati
 id (the first 12 characters) and ignores superpixel maps, metadata CSVs and anything else that is
 not a case file. Roles: the 2000 training cases get noisy labels; the 150 validation cases join
 imagesTr with clean labels and form fold 0's validation set; the 600 Test_v2 cases are imagesTs.
+
+``splits_final.json``: by default one fold, the official split (train on the training cases, validate on the
+validation cases), as the paper. ``folds=K`` (``--folds K``): K folds over the training cases made by nnU-Net's
+own ``generate_crossval_split`` (:func:`~tloss_nnunet.converters.plan.crossval_splits`), so each training case
+is held out exactly once (what a label audit needs); the validation cases stay in imagesTr with clean labels
+and join every fold's validation set, never trained on, the same clean yardstick for each fold.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from tloss_nnunet.converters.family import ConversionReport
 from tloss_nnunet.converters.options import ISIC2017_FIRST_ID, ConversionOptions
-from tloss_nnunet.converters.plan import CaseTask, FamilySpec, Role
+from tloss_nnunet.converters.plan import CROSSVAL_SEED, CaseTask, FamilySpec, Role, crossval_splits
 from tloss_nnunet.converters.sources import Source, list_container
 
 #: role -> (image folder, ground-truth folder), the official names (also of the zips).
@@ -90,6 +96,14 @@ def discover_isic2017(root: Path) -> tuple[list[CaseTask], list[str]]:
     return cases, problems
 
 
+def isic_splits(train_ids: list[str], val_ids: list[str], folds: int | None) -> list[dict[str, list[str]]]:
+    """``splits_final.json``: the official split (``folds=None``), or ``folds`` folds over ``train_ids`` with
+    ``val_ids`` in every fold's validation set (see the module docstring). Needs ``folds <= len(train_ids)``."""
+    if folds is None:
+        return [{"train": train_ids, "val": val_ids}]
+    return [{"train": f["train"], "val": f["val"] + val_ids} for f in crossval_splits(train_ids, folds)]
+
+
 def convert_isic2017(root: str | os.PathLike, raw: str | os.PathLike | None = None,
                      **options: Any) -> ConversionReport:
     """Convert an ISIC 2017 release into ``Dataset{first_id}_ISIC2017_clean`` and one noisy
@@ -100,7 +114,8 @@ def convert_isic2017(root: str | os.PathLike, raw: str | os.PathLike | None = No
         raw: nnU-Net raw folder; default ``$nnUNet_raw``.
         **options: the fields of :class:`~tloss_nnunet.converters.options.ConversionOptions` (``first_id``
             default 500, ``alphas``, ``betas``, ``size``, ``seed``, ``workers``, ``overwrite``, ``verify``,
-            ``install_splits``, ``progress``).
+            ``install_splits``, ``progress``, ``folds``: K folds over the training cases instead of the official
+            split, see the module docstring).
 
     Returns:
         The :class:`ConversionReport`. Raises :class:`InputError` listing every problem.
@@ -110,6 +125,9 @@ def convert_isic2017(root: str | os.PathLike, raw: str | os.PathLike | None = No
     cases, input_problems = discover_isic2017(root)
     train_ids = sorted(c.case_id for c in cases if c.role == "train")
     val_ids = sorted(c.case_id for c in cases if c.role == "val")
+    folds = checked.options.folds
+    if folds is not None and cases and len(train_ids) < folds:
+        input_problems.append(f"--folds {folds} needs at least {folds} training cases, found {len(train_ids)}")
     spec = FamilySpec(
         family=FAMILY,
         first_id=checked.options.first_id,
@@ -120,14 +138,18 @@ def convert_isic2017(root: str | os.PathLike, raw: str | os.PathLike | None = No
         size=checked.options.size,
         seed=checked.options.seed,
         cases=tuple(cases),
-        splits=[{"train": train_ids, "val": val_ids}],
+        splits=isic_splits(train_ids, val_ids, folds) if len(train_ids) >= (folds or 0) else [],
+        folds=folds,
         provenance={
             "source": str(root.resolve()),
             "converter": "tloss-nnunet convert isic2017",
             "cases": {"train": len(train_ids), "val": len(val_ids),
                       "test": sum(c.role == "test" for c in cases)},
-            "splits": "splits_final.json: fold 0 trains on the training cases and validates on the "
-                      "(clean) validation cases; imagesTs/labelsTs are the Test_v2 cases",
+            "splits": ("splits_final.json: fold 0 trains on the training cases and validates on the "
+                       "(clean) validation cases" if folds is None else
+                       f"splits_final.json: nnU-Net's generate_crossval_split(training cases, seed={CROSSVAL_SEED}, "
+                       f"n_splits={folds}); the (clean) validation cases are in every fold's val")
+                      + "; imagesTs/labelsTs are the Test_v2 cases",
         },
         dataset_info={
             "reference": "ISIC 2017 Challenge, Part 1: Lesion Segmentation (https://challenge.isic-archive.com)",

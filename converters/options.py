@@ -45,6 +45,9 @@ class ConversionOptions:
         verify: run nnU-Net's integrity check on every dataset written.
         install_splits: also copy ``splits_final.json`` into ``$nnUNet_preprocessed/<dataset>/``.
         progress: show progress bars.
+        folds: K >= 2 writes K folds over the training cases into ``splits_final.json`` (nnU-Net's own
+            ``generate_crossval_split``: each training case held out exactly once); ``None``: the family's
+            default (ISIC 2017: the one official train/validation split; Shenzhen: 5 folds).
     """
 
     first_id: int
@@ -57,6 +60,7 @@ class ConversionOptions:
     verify: bool = True
     install_splits: bool = False
     progress: bool = True
+    folds: int | None = None
 
     @classmethod
     def from_keywords(cls, keywords: Mapping[str, Any], default_first_id: int) -> ConversionOptions:
@@ -68,6 +72,8 @@ class ConversionOptions:
         settings, problems = noise_settings(list(self.alphas), list(self.betas))
         problems += option_problems(self.size, self.first_id, len(settings) + 1)
         problems += [p for p in (workers_problem(self.workers),) if p]  # the check `noise` makes too
+        if self.folds is not None and self.folds < 2:
+            problems.append(f"--folds must be at least 2, got {self.folds}")
         raw_path, preprocessed = output_roots(raw, self.install_splits, problems)
         if problems:
             raise InputError("\n".join(problems))

@@ -29,6 +29,9 @@ FORMAT_VERSION = 1
 #: train: labels noisy in the noisy datasets; val: imagesTr with clean labels; test: imagesTs.
 Role = Literal["train", "val", "test"]
 
+#: Seed of nnU-Net's own cross-validation (``generate_crossval_split``'s default): the folds nnU-Net draws itself.
+CROSSVAL_SEED = 12345
+
 
 @dataclass(frozen=True)
 class CaseTask:
@@ -67,6 +70,8 @@ class FamilySpec:
         provenance: describes source and protocol; stored under ``dataset.json["tloss_nnunet"]``.
         dataset_info: ``reference``/``release``/``license``/``description`` for ``dataset.json``.
         skipped: inputs left out on purpose (e.g. Shenzhen images without a mask), for the report.
+        folds: the ``--folds`` asked for when it is not the family's default split, else ``None``. Part of the
+            dataset folders' fingerprint only when set, so folders written before the option existed stay current.
     """
 
     family: str
@@ -82,6 +87,7 @@ class FamilySpec:
     provenance: dict = field(default_factory=dict)
     dataset_info: dict[str, str] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+    folds: int | None = None
 
     @property
     def training_ids(self) -> list[str]:
@@ -101,10 +107,16 @@ class FamilySpec:
             ],
         }
 
-    def fingerprint(self, settings: tuple[NoiseSetting | None, ...]) -> str:
-        """Hex digest identifying the bytes written for ``settings`` (``None`` = the clean member)."""
+    def fingerprint(self, settings: tuple[NoiseSetting | None, ...], *, with_folds: bool = False) -> str:
+        """Hex digest identifying the bytes written for ``settings`` (``None`` = the clean member).
+
+        ``with_folds`` adds a non-default :attr:`folds`: dataset folders hold ``splits_final.json``, the shared
+        staging area does not (another ``--folds`` re-uses its decoded cases).
+        """
         payload = self._common_fingerprint_payload()
         payload["settings"] = [None if s is None else [s.alpha, s.beta] for s in settings]
+        if with_folds and self.folds is not None:
+            payload["folds"] = self.folds
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -117,10 +129,19 @@ class FamilySpec:
                 name=f"Dataset{self.first_id + index:03d}_{self.family}_"
                 + ("clean" if setting is None else setting.short),
                 setting=setting,
-                fingerprint=self.fingerprint((setting,)),
+                fingerprint=self.fingerprint((setting,), with_folds=True),
             )
             for index, setting in enumerate(members)
         ]
+
+
+def crossval_splits(train_ids: list[str], n_splits: int) -> list[dict[str, list[str]]]:
+    """nnU-Net's own ``n_splits``-fold split of the training cases (``generate_crossval_split``, seed
+    :data:`CROSSVAL_SEED`): each case is in exactly one fold's ``val``. Needs ``2 <= n_splits <= len(train_ids)``."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    folds = generate_crossval_split(sorted(train_ids), seed=CROSSVAL_SEED, n_splits=n_splits)
+    return [{"train": [str(i) for i in f["train"]], "val": [str(i) for i in f["val"]]} for f in folds]
 
 
 def noise_settings(alphas: list[float], betas: list[float]) -> tuple[tuple[NoiseSetting, ...], list[str]]:

@@ -8,7 +8,7 @@ without an image is a problem.
 
 Split (the paper's): sort the paired stems, ``random.Random(seed).sample(stems, round(0.3 * n))``
 are the test cases (imagesTs/labelsTs, clean), the rest are training cases (noisy labels).
-``splits_final.json``: 5 folds over the training cases made by nnU-Net's own
+``splits_final.json``: 5 folds (``folds=K``, ``--folds K``: K) over the training cases made by nnU-Net's own
 ``generate_crossval_split`` with its default seed 12345, i.e. the folds nnU-Net would draw itself,
 written out so that every member of the family uses the same ones.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from tloss_nnunet.converters.family import ConversionReport
 from tloss_nnunet.converters.options import SHENZHEN_FIRST_ID, ConversionOptions
-from tloss_nnunet.converters.plan import CaseTask, FamilySpec
+from tloss_nnunet.converters.plan import CROSSVAL_SEED, CaseTask, FamilySpec, crossval_splits
 from tloss_nnunet.converters.sources import Source, list_folder
 
 IMAGE_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])\.png$", re.IGNORECASE)
@@ -32,9 +32,8 @@ MASK_PATTERN = re.compile(r"^(CHNCXR_\d{4}_[01])_mask\.png$", re.IGNORECASE)
 TEST_FRACTION = 0.3
 FAMILY = "Shenzhen"
 DEFAULT_FIRST_ID = SHENZHEN_FIRST_ID
-#: nnU-Net's default cross-validation (5 folds, KFold seed 12345), see generate_crossval_split.
+#: nnU-Net's default number of folds (seed: :data:`~tloss_nnunet.converters.plan.CROSSVAL_SEED`).
 CROSSVAL_FOLDS = 5
-CROSSVAL_SEED = 12345
 
 
 def _resolve_images_dir(folder: Path) -> Path:
@@ -85,20 +84,11 @@ def split_test_cases(stems: Sequence[str], seed: int = 0) -> set[str]:
     return set(random.Random(seed).sample(ordered, round(len(ordered) * TEST_FRACTION)))
 
 
-def crossval_splits(train_ids: list[str]) -> list[dict[str, list[str]]]:
-    """nnU-Net's own 5-fold split of the training cases (fewer folds if there are fewer cases)."""
-    from nnunetv2.utilities.crossval_split import generate_crossval_split
-
-    folds = generate_crossval_split(sorted(train_ids), seed=CROSSVAL_SEED,
-                                    n_splits=min(CROSSVAL_FOLDS, len(train_ids)))
-    return [{"train": [str(i) for i in f["train"]], "val": [str(i) for i in f["val"]]} for f in folds]
-
-
 def convert_shenzhen(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
                      raw: str | os.PathLike | None = None, **options: Any) -> ConversionReport:
     """Convert the Shenzhen CXR release into ``Dataset{first_id}_Shenzhen_clean`` and one noisy
     dataset per (alpha, beta) under ``raw``; ``options`` as :func:`~.isic2017.convert_isic2017`
-    (``first_id`` default 510).
+    (``first_id`` default 510; ``folds`` default 5, fewer when there are fewer training cases).
 
     ``seed`` drives both the 70/30 split and the noise protocol (0 = the paper's).
     Images are written as one grey channel (colour-stored CXRs are converted).
@@ -113,6 +103,10 @@ def convert_shenzhen(images_dir: str | os.PathLike, masks_dir: str | os.PathLike
     train_ids = sorted(c.case_id for c in cases if c.role == "train")
     if pairs and len(train_ids) < 2:
         input_problems.append(f"only {len(train_ids)} training case(s) after the 70/30 split; need at least 2")
+    folds = checked.options.folds or CROSSVAL_FOLDS  # the default: 5, fewer when there are fewer cases
+    if pairs and checked.options.folds and len(train_ids) < folds:
+        input_problems.append(f"--folds {folds} needs at least {folds} training cases, found {len(train_ids)}")
+    n_splits = min(folds, len(train_ids))
     spec = FamilySpec(
         family=FAMILY,
         first_id=checked.options.first_id,
@@ -123,13 +117,14 @@ def convert_shenzhen(images_dir: str | os.PathLike, masks_dir: str | os.PathLike
         size=checked.options.size,
         seed=seed,
         cases=cases,
-        splits=crossval_splits(train_ids) if len(train_ids) >= 2 else [],
+        splits=crossval_splits(train_ids, n_splits) if n_splits >= 2 else [],
+        folds=None if folds == CROSSVAL_FOLDS else folds,  # 5: as before the option existed
         provenance={
             "source": {"images": str(images_dir.resolve()), "masks": str(masks_dir.resolve())},
             "converter": "tloss-nnunet convert shenzhen",
             "cases": {"train": len(train_ids), "test": len(test_ids), "skipped_without_mask": len(skipped)},
             "splits": f"test = random.Random({seed}).sample(sorted stems, round(0.3 n)); splits_final.json = "
-                      f"nnU-Net's generate_crossval_split(train, seed={CROSSVAL_SEED}, n_splits={CROSSVAL_FOLDS})",
+                      f"nnU-Net's generate_crossval_split(train, seed={CROSSVAL_SEED}, n_splits={n_splits})",
         },
         dataset_info={
             "reference": "Jaeger et al. 2014, Shenzhen chest X-ray set (NLM); lung masks: Stirenko et al. 2018",

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import skimage.io
 
+from tloss_nnunet.cli import main
 from tloss_nnunet.converters import convert_isic2017, write_synthetic_isic2017
 from tloss_nnunet.converters.isic2017 import OFFICIAL_FOLDERS
 from tloss_nnunet.noise import NoiseSetting
@@ -75,6 +76,23 @@ def test_family_names_layout_and_dataset_json(converted, release):
     noise = json.loads((raw / NAMES[4] / "dataset.json").read_text())["tloss_nnunet"]["noise"]
     assert (noise["alpha"], noise["beta"], noise["seed"]) == (0.7, 0.7, 0)
     assert json.loads((raw / NAMES[0] / "dataset.json").read_text())["tloss_nnunet"]["noise"] is None
+
+
+def test_folds_hold_out_every_training_case_once_and_the_validation_cases_in_every_fold(release, tmp_path):
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    raw = tmp_path / "raw"
+    assert main(["convert", "isic2017", str(release), "--out", str(raw), "--alpha", "0.3", "--beta", "0.5",
+                 "--size", "32", "--folds", "3", "--workers", "1", "--no-verify", "--quiet"]) == 0
+    train, val = _ids(release, "train"), _ids(release, "val")
+    for name in NAMES[:2]:
+        splits = json.loads((raw / name / "splits_final.json").read_text())
+        assert len(splits) == 3
+        assert sorted(c for fold in splits for c in fold["val"] if c in train) == train  # each exactly once
+        for fold, nnunet in zip(splits, generate_crossval_split(train, seed=12345, n_splits=3)):
+            assert fold == {"train": list(nnunet["train"]), "val": list(nnunet["val"]) + val}
+            assert sorted(fold["train"] + fold["val"]) == sorted(train + val)  # every imagesTr case, once
+        assert sorted(p.stem for p in (raw / name / "labelsTr").iterdir()) == sorted(train + val)
 
 
 def test_training_labels_are_pixel_identical_to_the_published_protocol(converted, release):

@@ -72,6 +72,19 @@ def test_splits_are_nnunets_own_five_folds_over_the_training_cases(converted):
                       for f in generate_crossval_split(train, seed=12345, n_splits=5)]
 
 
+def test_folds_option_gives_that_many_folds_of_the_same_function(release, tmp_path, converted):
+    from tloss_nnunet.converters.plan import crossval_splits
+
+    raw = tmp_path / "raw"
+    convert_shenzhen(release.images_dir, release.masks_dir, raw, alphas=[], betas=[], size=32, folds=3, workers=1,
+                     verify=False, progress=False)
+    splits = json.loads((raw / NAMES[0] / "splits_final.json").read_text())
+    train = sorted(p.stem for p in (raw / NAMES[0] / "labelsTr").iterdir())
+    assert splits == crossval_splits(train, 3) and sorted(c for f in splits for c in f["val"]) == train
+    default = json.loads((converted[0] / NAMES[0] / "splits_final.json").read_text())
+    assert default == crossval_splits(train, 5)  # the default is still nnU-Net's 5 folds
+
+
 def test_grey_images_and_exact_labels(converted, release):
     raw, _ = converted
     train = sorted(p.stem for p in (raw / NAMES[0] / "labelsTr").iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -132,6 +133,27 @@ def test_rerun_with_other_options_is_refused_as_stale(release, tmp_path):
     assert not (raw / STAGING_ROOT).exists()
 
 
+def test_rerun_with_other_folds_is_refused_as_stale_and_the_default_split_stays(release, tmp_path):
+    raw = tmp_path / "raw"
+    _convert(release, raw)
+    default = (raw / "Dataset500_ISIC2017_clean" / "splits_final.json").read_bytes()
+    assert len(json.loads(default)) == 1  # the official split, as before --folds existed
+    with pytest.raises(InputError, match="different conversion"):
+        _convert(release, raw, folds=3)
+    assert _convert(release, raw, folds=3, overwrite=True).datasets[0].state == "written"
+    assert _convert(release, raw, folds=3).datasets[0].state == "up to date"
+    with pytest.raises(InputError, match="different conversion"):
+        _convert(release, raw, folds=2)
+    _convert(release, raw, overwrite=True)
+    assert (raw / "Dataset500_ISIC2017_clean" / "splits_final.json").read_bytes() == default
+
+
+def test_more_folds_than_training_cases_is_refused(release, tmp_path):
+    with pytest.raises(InputError, match="--folds 7 needs at least 7 training cases, found 6"):
+        _convert(release, tmp_path / "raw", folds=7)
+    assert not (tmp_path / "raw").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
@@ -139,6 +161,7 @@ def test_rerun_with_other_options_is_refused_as_stale(release, tmp_path):
         (dict(betas=[0.0]), "beta must be"),
         (dict(size=4), "--size"),
         (dict(first_id=999), "ids 999..1000 are outside"),
+        (dict(folds=1), "--folds must be at least 2"),
     ],
 )
 def test_bad_options_are_reported_before_reading_inputs(kwargs, expected, tmp_path):

@@ -67,6 +67,10 @@ def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env
         # The per-element NLL may be negative (a density, not a probability); it must be there and finite.
         assert math.isfinite(float(row["tloss_nll"])) and 0 <= float(row["mse"]) <= 1
     assert "were scored by a model that trained on them" in (out / "suspects.md").read_text()
+    not_held = [r["case"] for r in rows if r["case"] not in held]  # nnU-Net's 5 folds, folds 0 and 1 trained
+    untrained = ", ".join(str(k) for k in range(2, len(splits)))
+    assert (f"{len(not_held)} of 8 training case(s) were held out by no trained fold" in stdout
+            and f"train fold(s) {untrained} of the {len(splits)}-fold split: see docs/how-to/audit-labels.md" in stdout)
     with Image.open(out / "suspects.png") as image:
         assert image.height > 500  # one row per gallery case
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model
+from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model, not_held_out_note
 from tloss_nnunet.audit.predict import (
     FoldLoss,
     drop_case,
@@ -35,13 +35,16 @@ __all__ = ["AuditResult", "audit_model"]
 
 @dataclass(frozen=True)
 class AuditResult:
-    """The ranked cases (most suspect first) and the files written."""
+    """The ranked cases (most suspect first), the files written, and ``not_held_out``: one line on the cases no
+    trained fold held out and what to do (``""`` when every case was held out; see
+    :func:`~tloss_nnunet.audit.model.not_held_out_note`)."""
 
     ranked: list[CaseScores]
     rank_by: str
     csv: Path
     markdown: Path
     gallery: Path
+    not_held_out: str = ""
 
 
 def _reader(model: AuditedModel):
@@ -90,9 +93,11 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     ranked = rank(_score(model, assignments, losses, reader, out, progress), rank_by)
     fold_info = {fold: {"nu": losses[fold].nu, "cases": sum(a.fold == fold for a in assignments),
                         "held_out": sum(a.fold == fold and a.held_out for a in assignments)} for fold in model.folds}
-    result = AuditResult(ranked, rank_by, out / "suspects.csv", out / "suspects.md", out / "suspects.png")
+    result = AuditResult(ranked, rank_by, out / "suspects.csv", out / "suspects.md", out / "suspects.png",
+                         not_held_out=not_held_out_note(assignments, model.splits, model.folds))
     write_csv(result.csv, ranked)
-    write_markdown(result.markdown, ranked, model=str(model.folder), rank_by=rank_by, folds=fold_info, top_k=top_k)
+    write_markdown(result.markdown, ranked, model=str(model.folder), rank_by=rank_by, folds=fold_info, top_k=top_k,
+                   not_held_out=result.not_held_out)
     write_gallery(result.gallery, _gallery(model, ranked[:top_k], rank_by, reader, out))
     return result
 

@@ -24,6 +24,8 @@ def _suspects(args: argparse.Namespace) -> int:
     held_out = sum(bool(s.extra["held_out"]) for s in result.ranked)
     print(f"scored {len(result.ranked)} case(s) ({held_out} held out) by {result.rank_by}; most suspect: "
           + ", ".join(s.case for s in result.ranked[:5]))
+    if result.not_held_out:
+        print(result.not_held_out)
     print(f"wrote {result.csv}, {result.markdown.name}, {result.gallery.name}")
     return 0
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tloss_nnunet.errors import InputError
 
-__all__ = ["AuditedModel", "CaseAssignment", "assign_folds", "load_model"]
+__all__ = ["AuditedModel", "CaseAssignment", "assign_folds", "load_model", "not_held_out_note"]
+
+#: Where a user reads how to get every case held out once.
+HOW_TO = "docs/how-to/audit-labels.md"
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,31 @@ def assign_folds(model: AuditedModel) -> list[CaseAssignment]:
             for case in model.splits[fold]["val"]:
                 validation.setdefault(case, fold)
     return [CaseAssignment(case, validation.get(case, model.folds[0]), case in validation) for case in model.cases]
+
+
+def not_held_out_note(assignments: Sequence[CaseAssignment], splits: list[dict] | None,
+                      trained: Sequence[int]) -> str:
+    """One line on the cases no trained fold held out, and what to do; ``""`` when every case was held out.
+
+    It counts them, names up to five, and names the remedy: the untrained folds of ``splits`` whose validation
+    sets hold them (train those), and for cases in no fold's validation set (a one-split ``splits_final.json``,
+    none at all, or folds trained on nnU-Net's random split beyond the file's folds) a K-fold split.
+    """
+    missing = sorted(a.case for a in assignments if not a.held_out)
+    if not missing:
+        return ""
+    names = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    note = (f"{len(missing)} of {len(assignments)} training case(s) were held out by no trained fold ({names}) and "
+            "were scored by a model that trained on them")
+    splits = splits or []
+    untrained = [k for k, split in enumerate(splits) if k not in trained and set(split["val"]) & set(missing)]
+    remedies = []
+    if untrained:
+        remedies.append(f"train fold(s) {', '.join(map(str, untrained))} of the {len(splits)}-fold split")
+    covered = {case for k in untrained for case in splits[k]["val"]}
+    if uncovered := [case for case in missing if case not in covered]:
+        where = "no splits_final.json was found" if not splits else \
+            f"{len(uncovered)} of them are in no fold's validation set of splits_final.json"
+        remedies.append(f"{where}: write a K-fold split (e.g. tloss-nnunet convert ... --folds 5) and train "
+                        "folds 0..K-1")
+    return f"{note}; {'; '.join(remedies)}: see {HOW_TO}"

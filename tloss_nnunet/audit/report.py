@@ -42,8 +42,9 @@ def write_csv(path: Path, ranked: Sequence[CaseScores]) -> None:
 
 
 def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank_by: str, folds: dict[int, dict],
-                   top_k: int) -> None:
-    """A short summary: what was scored, with what, how many cases were held out, and the top ``top_k``."""
+                   top_k: int, not_held_out: str = "") -> None:
+    """A short summary: what was scored, with what, how many cases were held out (``not_held_out``: the line
+    saying which were not and what to do), and the top ``top_k``."""
     held_out = sum(bool(s.extra.get("held_out")) for s in ranked)
     lines = [f"# Label audit of `{model}`", "",
              f"{len(ranked)} training cases scored, ranked by `{rank_by}` (most suspect first).", ""]
@@ -54,8 +55,8 @@ def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank
     if held_out < len(ranked):
         lines += [f"**{len(ranked) - held_out} case(s) were scored by a model that trained on them.** A network fits "
                   "its own training labels, wrong ones included, so these scores understate how wrong a label is. "
-                  "Train every fold of the cross-validation and audit again: each case is then scored by the fold "
-                  "that held it out.", ""]
+                  + (not_held_out or "Train every fold of the cross-validation and audit again: each case is then "
+                     "scored by the fold that held it out."), ""]
     lines += ["| rank | case | " + " | ".join(SCORE_NAMES) + " | fold | held out |",
               "|---|---|" + "---|" * len(SCORE_NAMES) + "---|---|"]
     for rank, s in enumerate(ranked[:top_k], start=1):
