@@ -15,6 +15,7 @@ Usage (from the repository root)::
     python -m benchmarks.horizon --resume --workers 2        # what is missing, in the protocol's order
     python -m benchmarks.horizon --summarize                 # horizon.json / .md / horizon_<setting>.png
     python -m benchmarks.horizon --config smoke --out /tmp/h_runs.json --workers 1
+    python -m benchmarks.horizon --resume --variants --arms tloss_freeze   # a recipe added after version 1
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a0.7b0.7", BASE_ARMS), ("a0.5b0.7", BASE_ARMS), ("clean", BASE_ARMS),
     ("a0.7b0.7", GCE_ARMS), ("a0.5b0.7", GCE_ARMS), ("a0.3b0.7", BASE_ARMS),
 )
+#: T-Loss recipes added after version 1 (issue 20 step 4): a new group, after version 1's plan and only with
+#: ``--variants``, so version 1's plan and its report's list of missing runs stay as frozen.
+VARIANT_ARMS: tuple[str, ...] = ("tloss_freeze",)
+VARIANT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("a0.7b0.7", VARIANT_ARMS), ("a0.5b0.7", VARIANT_ARMS), ("clean", VARIANT_ARMS),
+)
 SETTINGS: tuple[str, ...] = tuple(dict.fromkeys(setting for setting, _ in GROUPS))
 ARMS: tuple[str, ...] = (*BASE_ARMS, *GCE_ARMS)
 
@@ -69,9 +76,11 @@ CONFIG_DATASETS: dict[str, tuple[str, ...]] = {"horizon": tuple(DATASETS), "smok
 
 
 def plan(datasets: list[str], settings: list[str] | None = None, arms: list[str] | None = None,
-         seeds: tuple[int, ...] = (0,)) -> list[tuple[str, str, str, int]]:
-    """(dataset, setting, arm, seed) of the protocol's runs in its order, restricted to the given choices."""
-    return [(dataset, setting, arm, seed) for setting, group in GROUPS for dataset in datasets
+         seeds: tuple[int, ...] = (0,), variants: bool = False) -> list[tuple[str, str, str, int]]:
+    """(dataset, setting, arm, seed) of the protocol's runs in its order, restricted to the given choices; with
+    ``variants`` the :data:`VARIANT_GROUPS` follow."""
+    groups = GROUPS + (VARIANT_GROUPS if variants else ())
+    return [(dataset, setting, arm, seed) for setting, group in groups for dataset in datasets
             for arm in group for seed in seeds
             if (settings is None or setting in settings) and (arms is None or arm in arms)]
 
@@ -81,7 +90,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--datasets", nargs="+", default=None,
                         help=f"from {tuple(DATASETS)} (default: the configuration's)")
     parser.add_argument("--settings", nargs="+", default=None, help=f"from {SETTINGS} (default all)")
-    parser.add_argument("--arms", nargs="+", default=None, help=f"from {ARMS} (default all)")
+    parser.add_argument("--arms", nargs="+", default=None,
+                        help=f"from {ARMS}, with --variants also {VARIANT_ARMS} (default all)")
+    parser.add_argument("--variants", action="store_true",
+                        help=f"also plan the recipes added after version 1, {VARIANT_ARMS} (run only when asked)")
     args = parser.parse_args(argv)
     for name in ("datasets", "settings", "arms"):
         if getattr(args, name) is not None:
@@ -127,12 +139,13 @@ def run(args) -> int:
         return cli.wrote(summarize(args.out, args.config))
     cli.check_choices("dataset", args.datasets or [], DATASETS)
     cli.check_choices("setting", args.settings or [], SETTINGS)
-    cli.check_choices("arm", args.arms or [], ARMS)
+    cli.check_choices("arm", args.arms or [], ARMS + (VARIANT_ARMS if args.variants else ()),
+                      "" if args.variants else f" (the variants {', '.join(VARIANT_ARMS)} need --variants)")
     cli.check_workers(args)
     config = get_config(CONFIGS, args.config)
     datasets = args.datasets or list(CONFIG_DATASETS[config.name])
     seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
-    runs = plan(datasets, args.settings, args.arms, seeds)
+    runs = plan(datasets, args.settings, args.arms, seeds, args.variants)
     if not runs:
         raise InputError("the protocol has no run for these --datasets/--settings/--arms "
                          f"(GCE arms train on {', '.join(HEADLINE)} only)")

@@ -30,9 +30,11 @@ PROTOCOL = ("Protocol: [`horizon-protocol.md`](../horizon-protocol.md), version 
 HEADLINE = ("a0.7b0.7", "a0.5b0.7")
 GCE_TRAINED = {"gce_q04": "gce_q04", "gce": "gce_q07"}  # trained arm -> reported name
 GCE_Q = {"gce_q04": 0.4, "gce_q07": 0.7}
-TLOSS_RECIPES = ("tloss", "tloss_best", "tloss_elr")
-ARM_ORDER = ("dice_ce", "dice_ce_best", "dice_ce_elr", "tloss", "tloss_best", "tloss_elr", "gce", "gce_q04",
-             "gce_q07")
+#: The T-Loss recipes the decision compares: version 1's, then the variants a later version adds
+#: (``horizon.VARIANT_ARMS``: the trained arm and its checkpoint_best rule).
+TLOSS_RECIPES = ("tloss", "tloss_best", "tloss_elr", "tloss_freeze", "tloss_freeze_best")
+ARM_ORDER = ("dice_ce", "dice_ce_best", "dice_ce_elr", "tloss", "tloss_best", "tloss_elr", "tloss_freeze",
+             "tloss_freeze_best", "tloss_freeze_elr", "gce", "gce_q04", "gce_q07")
 MEMORISING = 0.01  # a rise of M over the last 500 iterations above this: "still memorising"
 DICE, DIFF = (0.0, 1.0), (-1.0, 1.0)
 

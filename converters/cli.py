@@ -28,7 +28,8 @@ def _add_common_convert_options(parser: argparse.ArgumentParser, default_id: int
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="worker processes (default: all CPUs, %(default)s); 1 = no subprocesses")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace dataset folders of these names that hold other content")
+                        help="replace dataset folders of these names that hold other content, and files in "
+                             "them that convert did not write or that were edited since")
     parser.add_argument("--folds", type=int, default=None, metavar="K", help=folds_help)
     parser.add_argument("--install-splits", action="store_true",
                         help="also copy splits_final.json to $nnUNet_preprocessed/<dataset>/")

@@ -32,6 +32,7 @@ from tloss_nnunet.converters.publish import (
     folder_state,
     install_splits,
     publish_dataset,
+    refuse_not_ours,
 )
 from tloss_nnunet.converters.staging import CaseOutcome, NoiseJob, StagingJob, prepare_staging, run_jobs
 from tloss_nnunet.errors import InputError
@@ -55,7 +56,7 @@ class ConversionReport:
         seconds: wall time per stage (``staging``, ``publishing``, ``verifying`` = nnU-Net's check,
             ``total``).
         installed_splits: where ``--install-splits`` copied ``splits_final.json``.
-        repaired: completed datasets whose files went missing or changed since, written again.
+        repaired: completed datasets whose files went missing or were damaged since, written again.
     """
 
     family: str
@@ -82,7 +83,7 @@ class ConversionReport:
         if self.color_converted:
             lines.append(f"{self.color_converted} image(s) stored as colour were converted to one grey channel")
         if self.repaired:
-            lines.append("written again (files went missing or changed since): " + ", ".join(self.repaired))
+            lines.append("written again (files went missing or were damaged since): " + ", ".join(self.repaired))
         if self.resumed_cases:
             lines.append(f"resumed: {self.resumed_cases} case(s) were already done by an interrupted run")
         if self.seconds:
@@ -100,7 +101,9 @@ class ConversionReport:
 
 
 def format_problems(problems: list[str], heading: str) -> str:
-    """One message listing every problem, one per line."""
+    """One message listing every problem, one per line (one problem: one line)."""
+    if len(problems) == 1:
+        return f"{heading}: {problems[0]}"
     return f"{heading}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems)
 
 
@@ -162,8 +165,10 @@ def convert_family(
             report.resumed_cases = sum(o.resumed for o in outcomes)
             report.color_converted = sum(o.stored_color for o in outcomes) if not spec.color else 0
             by_case = {o.case_id: o for o in outcomes}
+            refuse_not_ours(spec, todo, raw, staging, by_case, overwrite)  # files put into unfinished folders
             for ds in todo:
-                published[ds.name] = publish_dataset(spec, ds, raw, staging, by_case, verify, workers, progress)
+                published[ds.name] = publish_dataset(spec, ds, raw, staging, by_case, verify, workers, progress,
+                                                     overwrite)
         finally:
             lock.release()
         verifying = sum(ds.verify_seconds for ds in published.values())

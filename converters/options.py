@@ -41,7 +41,8 @@ class ConversionOptions:
         size: output side length (square, aspect not kept, as the paper); 0 keeps native size.
         seed: the noise protocol's seed (Shenzhen: also its 70/30 split).
         workers: processes (default: all CPUs); 1 runs in this process.
-        overwrite: replace dataset folders with other content.
+        overwrite: replace dataset folders with other content, and files in them that convert did not write
+            or that were edited since (inside those dataset folders only).
         verify: run nnU-Net's integrity check on every dataset written.
         install_splits: also copy ``splits_final.json`` into ``$nnUNet_preprocessed/<dataset>/``.
         progress: show progress bars.

@@ -3,13 +3,15 @@
 A dataset folder holds ``imagesTr labelsTr imagesTs labelsTs dataset.json splits_final.json``
 (plus ``noise_log.tsv`` for noisy members and the hidden marker ``.tloss_convert.json``). Every
 image and every clean label is a hard link to the one staged file, so a family of seven datasets
-stores its images once. The marker records the fingerprint and whether the folder is complete;
-it is how a re-run tells its own unfinished folder (resume) from anybody else's (refuse).
+stores its images once. The marker records the fingerprint, whether the folder is complete and, once it
+is, the SHA-256 of every file written; it is how a re-run tells its own unfinished folder (resume) from
+anybody else's (refuse), and its own files from files put or edited there since.
+
+Which files of a folder are convert's, and what a re-run does with the others: :mod:`.folder_check`.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,68 +21,28 @@ from typing import Literal
 from tqdm import tqdm
 
 from tloss_nnunet import atomic
+from tloss_nnunet.converters.folder_check import (
+    CASE_FOLDERS,
+    MARKER,
+    FolderState,
+    case_files,
+    check_folder,
+    digests,
+    folder_state,
+    not_ours_problem,
+    unpublished_not_ours,
+)
 from tloss_nnunet.converters.plan import DatasetSpec, FamilySpec
 from tloss_nnunet.converters.staging import CaseOutcome, image_path, label_path, noisy_label_path
+from tloss_nnunet.errors import InputError
 from tloss_nnunet.workers import pools_follow_policy
 
-MARKER = ".tloss_convert.json"
-
-#: absent/empty: write; resume: our unfinished folder; complete: ours, done and intact; damaged: ours and done,
-#: but files went missing or changed since (written again); stale: ours but for other inputs/options;
-#: foreign: somebody else's content.
-FolderState = Literal["absent", "empty", "resume", "complete", "damaged", "stale", "foreign"]
-
-#: The case folders of a dataset; the marker lists every file it wrote there.
-CASE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+__all__ = ["MARKER", "FolderState", "IntegrityCheckFailed", "destination_problems", "folder_state",
+           "install_splits", "publish_dataset", "refuse_not_ours", "verify_integrity"]
 
 
 class IntegrityCheckFailed(RuntimeError):
     """nnU-Net's ``verify_dataset_integrity`` rejected a dataset this converter wrote."""
-
-
-def folder_state(folder: Path, fingerprint: str) -> FolderState:
-    """Classify an existing dataset folder (see :data:`FolderState`)."""
-    if not folder.exists():
-        return "absent"
-    if not folder.is_dir():
-        return "foreign"
-    if not any(folder.iterdir()):
-        return "empty"
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return "foreign"
-    if marker.get("fingerprint") != fingerprint:
-        return "stale"
-    if not marker.get("complete"):
-        return "resume"
-    return "complete" if _intact(folder, marker) else "damaged"
-
-
-def _intact(folder: Path, marker: dict) -> bool:
-    """A completed folder still holds what was written: a readable ``dataset.json`` whose ``numTraining`` matches
-    the training cases, and every file the marker lists with its size (markers of older versions list none)."""
-    try:
-        meta = json.loads((folder / "dataset.json").read_text())
-        num_training = int(meta["numTraining"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return False
-    if not all(len(_case_files(folder / sub)) == num_training for sub in ("imagesTr", "labelsTr")):
-        return False
-    recorded = marker.get("files")
-    return recorded is None or _file_sizes(folder) == recorded
-
-
-def _case_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-
-
-def _file_sizes(folder: Path) -> dict[str, int]:
-    """``relative path -> size`` of every file in the case folders and of the json/tsv files beside them."""
-    files = [p for sub in CASE_FOLDERS for p in _case_files(folder / sub)]
-    files += [folder / name for name in ("dataset.json", "splits_final.json", "noise_log.tsv")
-              if (folder / name).is_file()]
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in files}
 
 
 def destination_problems(raw: Path, datasets: list[DatasetSpec], overwrite: bool) -> list[str]:
@@ -89,7 +51,9 @@ def destination_problems(raw: Path, datasets: list[DatasetSpec], overwrite: bool
     * ``raw`` exists but is not a folder;
     * another dataset in ``raw`` already uses one of the ids (nnU-Net resolves ids by prefix
       ``DatasetXXX_`` and fails on duplicates; ``--overwrite`` never deletes other names);
-    * a dataset folder with foreign or stale content, unless ``overwrite``.
+    * a dataset folder with foreign or stale content, unless ``overwrite``;
+    * a completed dataset folder of this conversion holding files convert did not write or that were
+      edited since, unless ``overwrite``.
     """
     if raw.exists() and not raw.is_dir():
         return [f"output {raw} exists and is not a folder"]
@@ -101,7 +65,10 @@ def destination_problems(raw: Path, datasets: list[DatasetSpec], overwrite: bool
             if other.startswith(prefix) and other != ds.name:
                 problems.append(f"dataset id {ds.dataset_id} is already used by {raw / other}; "
                                 f"choose another --id")
-        state = folder_state(raw / ds.name, ds.fingerprint)
+        check = check_folder(raw / ds.name, ds.fingerprint)
+        state = check.state
+        if state == "edited" and not overwrite:
+            problems.append(not_ours_problem(raw / ds.name, check.not_ours))
         if state in ("foreign", "stale") and not overwrite:
             why = ("was written by a different conversion (other inputs or options)" if state == "stale"
                    else "exists with other content")
@@ -161,25 +128,9 @@ def _noise_log(spec: FamilySpec, ds: DatasetSpec, outcomes: dict[str, CaseOutcom
     return "\n".join(lines) + "\n"
 
 
-def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
-                    outcomes: dict[str, CaseOutcome], verify: bool, workers: int,
-                    progress: bool = True) -> PublishedDataset:
-    """Create (or complete) one dataset folder from the staged files, then verify it.
-
-    The marker is written first (``complete: false``) and flipped last, after nnU-Net's integrity
-    check passed, so a folder is either complete or recognisably ours and resumable.
-    """
-    folder = raw / ds.name
-    if folder_state(folder, ds.fingerprint) in ("stale", "foreign"):  # allowed by --overwrite
-        if folder.is_dir():
-            shutil.rmtree(folder)
-        else:
-            folder.unlink()
-    for sub in CASE_FOLDERS:
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    atomic.remove_temporaries(folder)
-    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": False})
-
+def _pairs(spec: FamilySpec, ds: DatasetSpec, folder: Path, staging: Path,
+           outcomes: dict[str, CaseOutcome]) -> tuple[list[tuple[Path, Path]], dict[str, int]]:
+    """(staged file, destination) of every image and label of ``ds``, and its count of each noise kind."""
     pairs: list[tuple[Path, Path]] = []
     kinds: dict[str, int] = {}
     for case in sorted(spec.cases, key=lambda c: c.case_id):
@@ -192,6 +143,49 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
                 label_src = noisy_label_path(staging, ds.setting.short, case.case_id)
         pairs.append((image_path(staging, case.case_id), folder / images / f"{case.case_id}_0000.png"))
         pairs.append((label_src, folder / labels / f"{case.case_id}.png"))
+    return pairs, kinds
+
+
+def _not_ours(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
+              outcomes: dict[str, CaseOutcome]) -> str | None:
+    """The refusal for ``ds``'s folder when publishing it would replace or delete files convert did not write."""
+    folder = raw / ds.name
+    names = unpublished_not_ours(check_folder(folder, ds.fingerprint), folder,
+                                 _pairs(spec, ds, folder, staging, outcomes)[0])
+    return not_ours_problem(folder, names) if names else None
+
+
+def refuse_not_ours(spec: FamilySpec, datasets: list[DatasetSpec], raw: Path, staging: Path,
+                    outcomes: dict[str, CaseOutcome], overwrite: bool) -> None:
+    """Before publishing any dataset: raise one :class:`InputError` (a line per dataset folder) when publishing
+    would replace or delete files convert did not write, unless ``overwrite``. Staged cases stay for the re-run."""
+    problems = [] if overwrite else [p for ds in datasets if (p := _not_ours(spec, ds, raw, staging, outcomes))]
+    if problems:
+        raise InputError("\n".join(problems))
+
+
+def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
+                    outcomes: dict[str, CaseOutcome], verify: bool, workers: int,
+                    progress: bool = True, overwrite: bool = False) -> PublishedDataset:
+    """Create (or complete) one dataset folder from the staged files, then verify it.
+
+    The marker is written first (``complete: false``) and flipped last, after nnU-Net's integrity
+    check passed, so a folder is either complete or recognisably ours and resumable. Files convert did not
+    write are replaced or removed only with ``overwrite`` (otherwise :class:`InputError`, nothing changed).
+    """
+    folder = raw / ds.name
+    pairs, kinds = _pairs(spec, ds, folder, staging, outcomes)
+    if not overwrite and (problem := _not_ours(spec, ds, raw, staging, outcomes)):
+        raise InputError(problem)
+    if folder_state(folder, ds.fingerprint) in ("stale", "foreign"):  # allowed by --overwrite
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        else:
+            folder.unlink()
+    for sub in CASE_FOLDERS:
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    atomic.remove_temporaries(folder)
+    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": False})
 
     result = PublishedDataset(ds.dataset_id, ds.name, folder,
                               num_training=sum(c.role != "test" for c in spec.cases),
@@ -202,8 +196,8 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
         result.linked += how in ("link", "present")
         result.copied += how == "copy"
     wanted = {dst for _, dst in pairs}
-    for stray in [p for sub in CASE_FOLDERS for p in _case_files(folder / sub) if p not in wanted]:
-        stray.unlink()  # our folder: a file that is no case of this family was put there since
+    for stray in [p for sub in CASE_FOLDERS for p in case_files(folder / sub) if p not in wanted]:
+        stray.unlink()  # a *.png nnU-Net would take for a case: checked above, ours or --overwrite
 
     atomic.write_json(folder / "splits_final.json", spec.splits)
     if ds.setting is not None:
@@ -213,8 +207,7 @@ def publish_dataset(spec: FamilySpec, ds: DatasetSpec, raw: Path, staging: Path,
         started = time.perf_counter()
         verify_integrity(folder, workers)
         result.verify_seconds = time.perf_counter() - started
-    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": True,
-                                        "files": _file_sizes(folder)})
+    atomic.write_json(folder / MARKER, {"fingerprint": ds.fingerprint, "complete": True, "files": digests(folder)})
     return result
 
 

@@ -79,7 +79,7 @@ def test_ranking_puts_the_wrong_label_first_by_every_score():
     label = _half_label()
     prediction = _two_class(np.clip(label + rng.normal(0, 0.05, label.shape), 0, 1))
     cases = [(f"ok{i}", prediction, label) for i in range(3)] + [("flipped", prediction, 1 - label)]
-    for name in ("tloss_nll", "tloss_weight", "mse", "one_minus_dice"):
+    for name in ("tloss_nll", "tloss_weight", "mse", "one_minus_dice", "one_minus_softmin"):
         assert score_cases(cases, nu=0.3, rank_by=name)[0].case == "flipped", name
     assert score_cases(cases)[0].case == "flipped"  # the default ranking, no nu needed
     ranked = score_cases(cases, nu=0.3, rank_by="tloss_weight")
@@ -114,3 +114,30 @@ def test_rank_refuses_unknown_and_unavailable_scores():
         rank(scored, "auroc")
     with pytest.raises(ValueError, match="needs nu"):
         rank(scored, "tloss_nll")
+
+
+def test_softmin_by_hand():
+    # Pixel qualities 0.9 (15 px) and 0.1 (1 px), T = 0.1: weights e^1 and e^9; Q = (15 0.9 e + 0.1 e^9) / (15 e + e^9).
+    label = np.zeros((4, 4), np.int64)
+    p = _two_class(np.full((4, 4), 0.1))
+    p[:, 0, 0] = [0.1, 0.9]  # the one badly fitting pixel: its label (0) gets 0.1
+    quality = (15 * 0.9 * math.e + 0.1 * math.e ** 9) / (15 * math.e + math.e ** 9)
+    assert case_scores("a", p, label).one_minus_softmin == pytest.approx(1 - quality, rel=1e-12)
+    label[0, 0] = 255  # ignored: only good pixels left
+    assert case_scores("a", p, label, ignore_label=255).one_minus_softmin == pytest.approx(0.1, rel=1e-12)
+
+
+@pytest.mark.parametrize("classes, shape", [(2, (24, 20)), (4, (16, 16)), (3, (4, 8, 8))])
+def test_softmin_matches_cleanlab(classes, shape):
+    """The same numbers as the field's anchor, cleanlab's segmentation softmin (a benchmark dependency)."""
+    from cleanlab.segmentation.rank import get_label_quality_scores
+
+    rng = np.random.default_rng(classes)
+    logits = rng.normal(0, 2, (3, classes, *shape))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = rng.integers(0, classes, (3, *shape))
+    ours = [case_scores(str(i), p[i], labels[i]).one_minus_softmin for i in range(3)]
+    flat = (3, classes, shape[0], int(np.prod(shape[1:])))  # cleanlab is 2D only: the same pixels, reshaped
+    theirs, _ = get_label_quality_scores(labels.reshape(3, *flat[2:]), p.reshape(flat), method="softmin",
+                                         downsample=1, verbose=False)
+    np.testing.assert_allclose(ours, 1 - np.asarray(theirs), rtol=1e-9, atol=1e-12)

@@ -43,7 +43,7 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-@pytest.mark.parametrize("damage", ["deleted_label", "truncated_image", "broken_dataset_json", "stray_case"])
+@pytest.mark.parametrize("damage", ["deleted_label", "truncated_image", "broken_dataset_json", "flipped_image_byte"])
 def test_a_damaged_dataset_is_made_again_not_reported_up_to_date(release, tmp_path, capsys, damage):
     raw = tmp_path / "raw"
     assert _convert(release, raw) == 0
@@ -56,14 +56,17 @@ def test_a_damaged_dataset_is_made_again_not_reported_up_to_date(release, tmp_pa
         image.write_bytes(image.read_bytes()[:100])
     elif damage == "broken_dataset_json":
         (clean / "dataset.json").write_text('{"numTraining": 5,')
-    else:
-        (clean / "labelsTr" / "ISIC_9999999.png").write_bytes(b"x")
+    else:  # same size, CRC error (a file the user put there is refused instead: test_foreign_files.py)
+        image = next((clean / "imagesTr").iterdir())
+        data = bytearray(image.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        image.write_bytes(bytes(data))
     capsys.readouterr()
     assert _convert(release, raw) == 0
     out = capsys.readouterr()
     assert "Dataset500_ISIC2017_clean [written]" in out.out and "written again" in out.out
     # images are hard links shared by the family: damaging one damages it in every dataset
-    noisy_state = "written" if damage == "truncated_image" else "up to date"
+    noisy_state = "written" if damage in ("truncated_image", "flipped_image_byte") else "up to date"
     assert f"Dataset501_ISIC2017_a05b05 [{noisy_state}]" in out.out
     assert "Traceback" not in out.err
     assert _tree(raw) == reference

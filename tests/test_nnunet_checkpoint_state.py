@@ -37,7 +37,7 @@ def _previous() -> dict:
 
 def test_the_fields_are_the_inner_keys_and_nu_is_saved_once():
     assert [f.name for f in dataclasses.fields(TLossState)] == [
-        "loss", "nu_optimizer", "log_precision", "lr_factor", "nu_plateau"]
+        "loss", "nu_optimizer", "log_precision", "lr_factor", "nu_plateau", "weight_freeze"]
     assert set(_current()) == {"loss", "nu_optimizer", "log_precision"}  # the unset optional ones are left out
     full = TLossState(loss={LOG_NU_KEY: torch.tensor(0.0)}, nu_optimizer={}, lr_factor=0.1,
                       nu_plateau={"records": []}).to_dict()

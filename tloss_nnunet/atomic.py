@@ -16,6 +16,7 @@ staging folder is removed (:mod:`tloss_nnunet.interrupts`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from tloss_nnunet.owners import OwnerLock, remove_stale
 __all__ = [
     "TMP_SUFFIX",
     "atomic_target",
+    "file_sha256",
     "folders_created",
     "link_or_copy",
     "output_folder_problem",
@@ -184,3 +186,12 @@ def remove_temporaries(folder: Path) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks: the content digest every marker and stamp records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

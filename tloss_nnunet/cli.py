@@ -32,11 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The wings' commands, in the order ``--help`` lists them.
     from tloss_nnunet.audit import cli as audit_cli
+    from tloss_nnunet.audit import repair_cli
     from tloss_nnunet.converters import cli as converters_cli
     from tloss_nnunet.nnunet import cli as nnunet_cli
     from tloss_nnunet.noise import cli as noise_cli
 
-    for wing in (nnunet_cli, noise_cli, converters_cli, audit_cli):
+    for wing in (nnunet_cli, noise_cli, converters_cli, audit_cli, repair_cli):
         wing.register(subparsers)
     return parser
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from tloss_nnunet.interrupts import ignore_interrupts
@@ -27,6 +30,54 @@ def _caused_by_interrupt(error: BaseException) -> bool:
     return False
 
 
+#: Delay before a Ctrl-C caught in a finalizer is sent again.
+_REDELIVER_AFTER_S = 0.05
+
+
+class _InterruptWatch:
+    """SIGINT handler while a command runs: Python's own (raise KeyboardInterrupt), remembering that it fired.
+
+    Some libraries turn a KeyboardInterrupt into another error without chaining it (numpy's C import of
+    ``datetime`` cut short becomes an ``ImportError``); after a Ctrl-C, such an error is the Ctrl-C's doing."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._hook = sys.unraisablehook
+
+    def __call__(self, signum, frame) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def install(self) -> bool:
+        """Become the SIGINT handler where Python's default is (main thread only); True when installed. Also
+        catch a Ctrl-C that lands in a finalizer (a ``__del__``, a weakref callback): Python would print it as
+        "Exception ignored in ..." and lose it; it is sent again instead, from a thread, so that it arrives once
+        the finalizer is done."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return False
+        signal.signal(signal.SIGINT, self)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return True
+
+    def _unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # A little later, so that it finds this hook (and the aborted finalizer) done.
+            timer = threading.Timer(_REDELIVER_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
+        self._hook(unraisable)
+
+    def uninstall(self) -> None:
+        if sys.unraisablehook == self._unraisable:
+            sys.unraisablehook = self._hook
+        if signal.getsignal(signal.SIGINT) is self:  # not when ignore_interrupts() has replaced it since
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def exit_code_of(action: Callable[[], int | None], prog: object, *, interrupted: str = "interrupted",
                  failures: tuple[type[Exception], ...] = (), last_words: bool = False) -> int:
     """Run ``action`` and turn the outcome into a command's exit code, messages on stderr.
@@ -34,13 +85,19 @@ def exit_code_of(action: Callable[[], int | None], prog: object, *, interrupted:
     0 (or ``action``'s own code) on success; 2 for :class:`InputError` (``"<prog>: error: ..."``); 1 for one of
     ``failures`` (``"<prog>: failed: ..."``); 130 on Ctrl-C, also when it surfaces as another exception. Anything
     else is a bug and keeps its traceback. ``prog`` is used through ``str()`` when a message is printed.
-    ``last_words``: the process ends right after (the command line), so after Ctrl-C further ones are ignored:
-    a repeat cannot interrupt the exit itself with a traceback.
+    ``last_words``: the process ends right after (the command line), so once the action is over (done, failed or
+    interrupted) Ctrl-C is ignored: one landing while Python exits (atexit handlers joining a pool's processes,
+    interpreter finalization, which would restore SIGINT's default action and die silently of it) changes nothing.
     """
+    watch = _InterruptWatch()
+    installed = watch.install()
     try:
-        return int(action() or 0)
+        code = int(action() or 0)
+        if last_words:
+            ignore_interrupts()
+        return code
     except BaseException as err:  # noqa: BLE001 - sorted below; everything else is re-raised
-        if _caused_by_interrupt(err):
+        if _caused_by_interrupt(err) or watch.fired:
             if last_words:
                 ignore_interrupts()
             print(f"{prog}: {interrupted}", file=sys.stderr)
@@ -52,3 +109,6 @@ def exit_code_of(action: Callable[[], int | None], prog: object, *, interrupted:
             print(f"{prog}: failed: {err}", file=sys.stderr)
             return 1
         raise
+    finally:
+        if installed:
+            watch.uninstall()

@@ -1,4 +1,5 @@
-"""Ctrl-C during clean-up: hold it until the clean-up is done, then deliver it.
+"""Ctrl-C during clean-up: hold it until the clean-up is done, then deliver it; keep it from processes as they
+start (:func:`sigint_blocked`).
 
 A second SIGINT that lands while a staging folder is being removed or a worker pool is being shut down would
 raise :class:`KeyboardInterrupt` in the middle of that work (half-removed folders, pipes closed under a
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["deferred_interrupts", "ignore_interrupts"]
+__all__ = ["deferred_interrupts", "ignore_interrupts", "sigint_blocked", "unblock_sigint"]
 
 
 @contextmanager
@@ -42,6 +43,34 @@ def deferred_interrupts() -> Iterator[None]:
                 previous(signal.SIGINT, None)  # e.g. an outer deferral, which records it
             else:
                 raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Run the block with SIGINT blocked in this thread's signal mask; one that arrives meanwhile stays pending
+    and is delivered (to whatever handler is then installed) when the block ends.
+
+    Why: a process started inside the block inherits the mask, through fork and exec alike, so it starts with
+    Ctrl-C blocked. A terminal's Ctrl-C goes to the whole process group; a child still importing its modules
+    (a fork server, a spawned worker) would otherwise die of it with a traceback before it can choose to ignore
+    it. Threads started inside inherit the mask too, which is harmless: Python runs handlers in the main thread.
+    A no-op where there is no ``pthread_sigmask`` (Windows).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def unblock_sigint() -> None:
+    """Take SIGINT out of this thread's mask (a process started by :func:`sigint_blocked` that has chosen what
+    Ctrl-C does to it)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def ignore_interrupts() -> None:

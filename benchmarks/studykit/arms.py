@@ -23,6 +23,7 @@ ARMS: dict[str, str] = {
     "tloss_plateau": "nnUNetTrainerTLoss_nuPlateau",
     "tloss_adam": "nnUNetTrainerTLoss_Adam1en3",
     "tloss_cap20": "nnUNetTrainerTLoss_cap20",
+    "tloss_freeze": "nnUNetTrainerTLoss_freeze",
     "ce": "nnUNetTrainerCELoss",
     "dice": "nnUNetTrainerDiceLoss",
     "gce": "nnUNetTrainerGCELoss",

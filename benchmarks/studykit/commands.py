@@ -17,8 +17,10 @@ mean of the per-case foreground Dice, dice_pooled 2 TP / (|prediction| + |ground
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tloss_nnunet.converters.publish import install_splits
@@ -47,14 +49,18 @@ class CommandEngine:
         config: its ``schedule`` picks the trainers.
         work_dir: holds ``nnUNet_preprocessed``, ``results_seed<k>``, ``predictions`` and ``logs``.
         device: ``cpu`` or ``cuda`` (nnU-Net's ``-device``).
+        splits: raw dataset folder -> the ``splits_final.json`` content to install instead of the converter's
+            (e.g. a validation split of training cases whose labels stay noisy); None: the converter's file.
     """
 
-    def __init__(self, family: Family, config: StudyConfig, work_dir: Path, device: str = "cpu") -> None:
+    def __init__(self, family: Family, config: StudyConfig, work_dir: Path, device: str = "cpu",
+                 splits: Callable[[Path], list[dict]] | None = None) -> None:
         self.family = family
         self.config = config
         self.work_dir = Path(work_dir).resolve()
         self.device = device.split(":")[0]
         self.logs = self.work_dir / "logs"
+        self.splits = splits
 
     def env(self, seed: int) -> dict[str, str]:
         """Environment of nnU-Net's commands for repetition ``seed`` (its own ``nnUNet_results``)."""
@@ -70,12 +76,25 @@ class CommandEngine:
         pipeline.plan_and_preprocess(dataset_id, env, configurations=(CONFIGURATION,),
                                      log_file=self.logs / f"{dataset_dir.name}.plan_and_preprocess.log")
         preprocessed = Path(env["nnUNet_preprocessed"])
-        if (dataset_dir / "splits_final.json").exists() and not (preprocessed / dataset_dir.name
-                                                                   / "splits_final.json").exists():
+        installed = preprocessed / dataset_dir.name / "splits_final.json"
+        if self.splits is not None:
+            wanted = self.splits(dataset_dir)
+            converter = dataset_dir / "splits_final.json"  # nnU-Net's planner copies it over: replaced by ours
+            current = json.loads(installed.read_text()) if installed.exists() else None
+            if current is None or (converter.exists() and current == json.loads(converter.read_text())):
+                installed.write_text(json.dumps(wanted, indent=1))
+            elif current != wanted:  # never train one study on two splits
+                raise RuntimeError(f"{installed} holds another split than this study's; remove it or use "
+                                   "another work folder")
+        elif (dataset_dir / "splits_final.json").exists() and not installed.exists():
             install_splits(dataset_dir, preprocessed)
 
-    def run(self, setting: str, arm: str, seed: int) -> dict:
-        """Train, predict and evaluate one run; return its record."""
+    def run(self, setting: str, arm: str, seed: int, extra_checkpoints: tuple[str, ...] = ()) -> dict:
+        """Train, predict and evaluate one run; return its record.
+
+        ``extra_checkpoints`` (e.g. ``checkpoint_best.pth``): also predicted and evaluated, into the record's
+        ``checkpoints`` ({name: {"dice_mean", "dice_pooled"}}), with nnU-Net's own training log (``nnunet_log``:
+        per epoch the pseudo Dice on the validation split and its moving average)."""
         start = time.perf_counter()
         alpha, beta = parse_setting(setting)
         dataset_id, dataset_dir = self.family.dataset(setting)
@@ -95,13 +114,47 @@ class CommandEngine:
                          configuration=CONFIGURATION, device=self.device, log_file=logs / "predict.log")
         scores = pipeline.evaluate(dataset_dir / "labelsTs", predictions, dataset_id, trainer, env,
                                    configuration=CONFIGURATION, log_file=logs / "evaluate.log")
-        return {
+        extra: dict = {}
+        if extra_checkpoints:
+            extra["checkpoints"] = {name: self._score_checkpoint(name, dataset_id, dataset_dir, trainer, env,
+                                                                 predictions, logs)
+                                    for name in extra_checkpoints}
+            extra["nnunet_log"] = training_log(checkpoint)
+        return {**extra,
             "setting": setting, "alpha": alpha, "beta": beta, "loss": arm, "seed": seed,
             "dice_mean": scores.dice_mean, "dice_pooled": scores.dice_pooled, "nu_final": read_nu(checkpoint),
             "wall_s": round(time.perf_counter() - start, 2), "engine": ENGINE, "config": self.config.name,
             "iterations": self.config.iterations, "trainer": trainer, "seeded": False, "model_reused": reused,
             "machine": machine_description(self.device),
         }
+
+
+    def _score_checkpoint(self, name: str, dataset_id: int, dataset_dir: Path, trainer: str, env: dict[str, str],
+                          final_predictions: Path, logs: Path) -> dict:
+        """Clean-test Dice of the run's checkpoint ``name`` (predicted beside the final checkpoint's predictions)."""
+        folder = pipeline.model_folder(dataset_id, trainer, env, CONFIGURATION) / f"fold_{FOLD}"
+        checkpoint = folder / name
+        if not checkpoint.is_file():
+            raise RuntimeError(f"{checkpoint} does not exist (nnU-Net writes it during training)")
+        predictions = final_predictions.with_name(f"{final_predictions.name}__{Path(name).stem}")
+        if _older_than(predictions, checkpoint):
+            shutil.rmtree(predictions)
+        stem = Path(name).stem
+        pipeline.predict(dataset_dir / "imagesTs", predictions, dataset_id, trainer, env, fold=FOLD,
+                         configuration=CONFIGURATION, device=self.device, log_file=logs / f"predict_{stem}.log",
+                         checkpoint=name)
+        scores = pipeline.evaluate(dataset_dir / "labelsTs", predictions, dataset_id, trainer, env,
+                                   configuration=CONFIGURATION, log_file=logs / f"evaluate_{stem}.log")
+        return {"dice_mean": scores.dice_mean, "dice_pooled": scores.dice_pooled}
+
+
+def training_log(checkpoint: Path) -> dict[str, list[float]]:
+    """nnU-Net's per-epoch log kept in a checkpoint: ``mean_fg_dice`` (pseudo Dice on the validation split) and
+    ``ema_fg_dice`` (its moving average, which picks ``checkpoint_best.pth``)."""
+    import torch
+
+    logging = torch.load(checkpoint, map_location="cpu", weights_only=False).get("logging", {})
+    return {key: [float(v) for v in logging.get(key, [])] for key in ("mean_fg_dice", "ema_fg_dice")}
 
 
 def _older_than(folder: Path, reference: Path) -> bool:

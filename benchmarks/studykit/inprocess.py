@@ -110,7 +110,9 @@ def prepare(work_dir: Path, config: StudyConfig, **options: int) -> dict[str, Pa
     return {setting: path for setting, (_, path) in family.datasets.items()}
 
 
-def _batch(data: SettingData, rng: np.random.Generator, config: StudyConfig) -> tuple[np.ndarray, np.ndarray]:
+def _batch(data: SettingData, rng: np.random.Generator,
+           config: StudyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, the chosen training indices): nnU-Net's loader names a batch's cases under "keys"."""
     chosen = rng.choice(len(data.images), min(config.batch_size, len(data.images)), replace=False)
     x, y = data.images[chosen], data.labels[chosen]
     if config.augmentation == "flips":
@@ -122,7 +124,7 @@ def _batch(data: SettingData, rng: np.random.Generator, config: StudyConfig) -> 
                 x[i], y[i] = np.flip(x[i], axes), np.flip(y[i], axes)
     elif config.augmentation != "none":
         raise ValueError(f"unknown augmentation {config.augmentation!r}")
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y), chosen
 
 
 @torch.no_grad()
@@ -180,11 +182,13 @@ def evaluate(trainer, data: SettingData, nu: float | None) -> dict:
 
 
 def train(arm: str, seed: int, data: SettingData, config: StudyConfig, clean_dataset: str, device: str = "cpu",
-          on_log: Callable[[int, object, list[float]], None] | None = None):
+          on_log: Callable[[int, object, list[float]], None] | None = None, ignore_label: int | None = None):
     """Train ``arm``'s trainer on ``data``'s training cases with ``seed``; return the trained trainer.
 
     The seed fixes the network initialisation and the batch sequence (the same for every arm). Every
     ``log_every`` iterations and at the end, ``on_log(iteration, trainer, losses so far)`` is called.
+    With ``ignore_label`` the trainer is built as for a dataset.json with ``"ignore": ignore_label``
+    (:func:`with_ignore_label`): pixels of ``data.labels`` with that value enter no loss term.
     """
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
@@ -199,6 +203,8 @@ def train(arm: str, seed: int, data: SettingData, config: StudyConfig, clean_dat
                                plans_identifier=plans_identifier(config))
         trainer.num_iterations_per_epoch = config.iterations_per_epoch
         trainer.num_epochs = config.iterations // config.iterations_per_epoch
+        if ignore_label is not None:
+            with_ignore_label(trainer, ignore_label)
         trainer.initialize()
     downsample = DownsampleSegForDSTransform(trainer._get_deep_supervision_scales())
     losses: list[float] = []
@@ -207,15 +213,25 @@ def train(arm: str, seed: int, data: SettingData, config: StudyConfig, clean_dat
         trainer.lr_scheduler.step(epoch)
         trainer.network.train()
         for _ in range(config.iterations_per_epoch):
-            x, y = _batch(data, rng, config)
+            x, y, chosen = _batch(data, rng, config)
             per_sample = [downsample._apply_to_segmentation(torch.from_numpy(s)) for s in y]
             target = [torch.stack(scale) for scale in zip(*per_sample)]
             with contextlib.redirect_stdout(io.StringIO()):
-                losses.append(float(trainer.train_step({"data": torch.from_numpy(x), "target": target})["loss"]))
+                losses.append(float(trainer.train_step({"data": torch.from_numpy(x), "target": target,
+                                                         "keys": [f"train{i:04d}" for i in chosen]})["loss"]))
             iteration += 1
             if on_log is not None and (iteration % config.log_every == 0 or iteration == config.iterations):
                 on_log(iteration, trainer, losses)
     return trainer
+
+
+def with_ignore_label(trainer, value: int) -> None:
+    """Give a not yet initialised trainer nnU-Net's ignore label ``value`` (dataset.json ``"labels"`` gains
+    ``"ignore": value``; nnU-Net requires max(label) + 1). ``initialize`` then builds the loss with it: nnU-Net's
+    DC_and_CE masks those pixels, the T-Loss adapter counts only valid elements. The network's outputs are
+    unchanged (the ignore label is no class)."""
+    trainer.dataset_json = {**trainer.dataset_json, "labels": {**trainer.dataset_json["labels"], "ignore": value}}
+    trainer.label_manager = trainer.plans_manager.get_label_manager(trainer.dataset_json)
 
 
 def run(arm: str, setting: str, seed: int, data: SettingData, config: StudyConfig, clean_dataset: str,

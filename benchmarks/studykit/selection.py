@@ -15,16 +15,11 @@ it keeps (:data:`RULES`):
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
-import numpy as np
+from tloss_nnunet.nnunet.early_learning import ELR_MIN_EPOCH, ELR_THRESHOLD, end_of_early_learning, fit_agreement
 
 __all__ = ["ELR_MIN_EPOCH", "ELR_THRESHOLD", "RULES", "best", "ema", "elr", "last", "select"]
-
-#: The relative drop of the fitted agreement's slope that ends early learning, and the first epoch it is tested.
-ELR_THRESHOLD = 0.9
-ELR_MIN_EPOCH = 4
 
 
 def last(log: Sequence[dict]) -> int:
@@ -64,58 +59,20 @@ def best(log: Sequence[dict], key: str = "val_dice_noisy") -> int:
     return kept
 
 
-def _fit(epochs: np.ndarray, agreement: np.ndarray) -> tuple[float, float, float] | None:
-    """(p, q, r) of f(s) = p (1 - exp(-q s^r)) fitted by least squares (p in [0, 1], q, r > 0); None when the
-    fit fails."""
-    from scipy.optimize import OptimizeWarning, curve_fit
-
-    def f(s, p, q, r):
-        return p * (1.0 - np.exp(-q * np.power(s, r)))
-
-    start = (min(max(float(agreement.max()), 1e-3), 1.0), 1.0, 1.0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(f, epochs, agreement, p0=start, bounds=([0.0, 1e-8, 1e-8], [1.0, np.inf, np.inf]),
-                                  maxfev=5000)
-    except (RuntimeError, ValueError):
-        return None
-    if not np.all(np.isfinite(params)):
-        return None
-    return float(params[0]), float(params[1]), float(params[2])
-
-
-def _slope_ratio(t: float, p: float, q: float, r: float) -> float:
-    """f'(t) / f'(1) with f'(s) = p q r s^(r-1) exp(-q s^r): t^(r-1) exp(-q (t^r - 1)), in log space so that a
-    curve already flat at s = 1 (f'(1) below the floating-point range) still gives its ratio."""
-    return math.exp(min((r - 1.0) * math.log(t) - q * (t ** r - 1.0), 700.0))
-
-
 def elr(log: Sequence[dict], iterations_per_epoch: int, key: str = "train_agreement",
-        fit=_fit) -> int:
+        fit=fit_agreement) -> int:
     """Index of the end of early learning (see the module docstring); the last point when the rule never fires.
 
-    Epoch s of a log point is ``iteration / iterations_per_epoch``. Each test at epoch t fits only the points up
-    to t (causal). A missing agreement, an agreement that has not moved yet (any q fits a flat curve as r -> 0:
-    the fit says nothing), a failed fit or a fitted plateau p of 0 (f' = 0) does not fire the rule at that
-    epoch. ``fit`` is replaceable for tests (a fit that fails)."""
+    The rule is the library's (:mod:`tloss_nnunet.nnunet.early_learning`, which ``nnUNetTrainerTLoss_freeze``
+    applies online). Epoch s of a log point is ``iteration / iterations_per_epoch``. Each test at epoch t fits
+    only the points up to t (causal). A missing agreement, an agreement that has not moved yet (any q fits a
+    flat curve as r -> 0: the fit says nothing), a failed fit or a fitted plateau p of 0 (f' = 0) does not fire
+    the rule at that epoch. ``fit`` is replaceable for tests (a fit that fails)."""
     if not log:
         raise ValueError("empty log")
-    epochs = np.array([point["iteration"] / iterations_per_epoch for point in log], dtype=float)
-    values = [point.get(key) for point in log]
-    for t in range(len(log)):
-        if epochs[t] < ELR_MIN_EPOCH or any(v is None for v in values[:t + 1]):
-            continue
-        seen = np.array(values[:t + 1], dtype=float)
-        if np.ptp(seen) < 1e-9:
-            continue
-        params = fit(epochs[:t + 1], seen)
-        if params is None or params[0] <= 1e-6:
-            continue
-        if 1.0 - _slope_ratio(float(epochs[t]), *params) > ELR_THRESHOLD:
-            return t
-    return len(log) - 1
+    epochs = [point["iteration"] / iterations_per_epoch for point in log]
+    kept = end_of_early_learning(epochs, [point.get(key) for point in log], fit)
+    return len(log) - 1 if kept is None else kept
 
 
 #: Rule name -> the arm suffix of the derived arm it makes ("" for the trained arm itself).

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tloss_nnunet.errors import InputError
 
-__all__ = ["AuditedModel", "CaseAssignment", "assign_folds", "load_model", "not_held_out_note"]
+__all__ = ["AuditedModel", "CaseAssignment", "assign_folds", "load_model", "not_held_out_note", "skipped_folds_note",
+           "training_cases"]
 
 #: Where a user reads how to get every case held out once.
 HOW_TO = "docs/how-to/audit-labels.md"
@@ -45,6 +46,7 @@ class AuditedModel:
     dataset_json: dict
     cases: dict[str, dict]  # case -> {"images": [paths], "label": path}, as nnU-Net lists them
     splits: list[dict] | None  # nnU-Net's splits_final.json, None when not found
+    skipped_folds: tuple[int, ...] = ()  # fold folders without the checkpoint, left out when no folds were asked
 
     def checkpoint(self, fold: int) -> Path:
         return self.folder / f"fold_{fold}" / self.checkpoint_name
@@ -68,19 +70,107 @@ def _read_json(path: Path, what: str):
         raise InputError(f"{what} {path} is not valid JSON ({err})") from None
 
 
-def _trained_folds(folder: Path, checkpoint_name: str, wanted: list[int] | None) -> tuple[int, ...]:
+def _trained_folds(folder: Path, checkpoint_name: str,
+                   wanted: list[int] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the folds to use, the fold folders without ``checkpoint_name`` that were left out)."""
     present = sorted(int(p.name[5:]) for p in folder.glob("fold_*") if p.name[5:].isdigit())
     trained = [f for f in present if (folder / f"fold_{f}" / checkpoint_name).is_file()]
     if wanted is None:
         if not trained:
             raise InputError(f"no fold of {folder} has {checkpoint_name} (folds present: "
                              f"{present or 'none'}); train it first, or pick another checkpoint with --checkpoint")
-        return tuple(trained)
+        return tuple(trained), tuple(f for f in present if f not in trained)
     missing = [f for f in wanted if f not in trained]
     if missing:
         raise InputError(f"fold(s) {missing} of {folder} have no {checkpoint_name} "
                          f"(trained folds: {trained or 'none'})")
-    return tuple(dict.fromkeys(wanted))
+    return tuple(dict.fromkeys(wanted)), ()
+
+
+def skipped_folds_note(model: AuditedModel) -> str:
+    """One line naming the fold folders left out for lack of the checkpoint, and what to do; ``""`` if none."""
+    if not model.skipped_folds:
+        return ""
+    folds = ", ".join(map(str, model.skipped_folds))
+    plural = len(model.skipped_folds) > 1
+    return (f"fold{'s' if plural else ''} {folds} ha{'ve' if plural else 's'} no {model.checkpoint_name}: skipped; "
+            f"train {'them' if plural else 'it'} (nnUNetv2_train ... FOLD) or pass -f "
+            f"{' '.join(map(str, model.folds))} to use only the trained folds")
+
+
+def _check_dataset_json(dataset_json: object, path: Path) -> None:
+    """What the audit and nnU-Net's reader need from the model's dataset.json."""
+    if not isinstance(dataset_json, dict):
+        raise InputError(f"the model's dataset.json {path} holds a {type(dataset_json).__name__}, not a dict; "
+                         "restore the one nnU-Net wrote for this model")
+    problems = []
+    file_ending = dataset_json.get("file_ending")
+    if not isinstance(file_ending, str) or not file_ending.startswith("."):
+        problems.append("no file_ending (e.g. \".nii.gz\")" if file_ending is None else
+                        f"file_ending {file_ending!r} is not a file ending such as \".nii.gz\"")
+    labels = dataset_json.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        problems.append("no labels (e.g. {\"background\": 0, \"tumour\": 1})")
+    elif bad := [k for k, v in labels.items() if isinstance(v, bool) or not isinstance(v, (int, list, tuple))]:
+        problems.append(f"labels {', '.join(bad)} are neither a value nor a list of values")
+    if "channel_names" not in dataset_json and "modality" not in dataset_json:
+        problems.append("no channel_names")
+    if problems:
+        raise InputError(f"the model's dataset.json {path}: {'; '.join(problems)}; restore the one nnU-Net wrote "
+                         "for this model (a copy is in $nnUNet_preprocessed/<dataset>)")
+
+
+def _check_splits(splits: object, path: str | os.PathLike) -> None:
+    """A list of {'train': [...], 'val': [...]} per fold, case names being strings."""
+    problem = "" if isinstance(splits, list) and splits else \
+        f"it holds {'an empty list' if splits == [] else 'a ' + type(splits).__name__}"
+    for k, split in enumerate(splits if isinstance(splits, list) else []):
+        if not isinstance(split, dict):
+            problem = f"fold {k} is a {type(split).__name__}, not a dict"
+        elif not isinstance(split.get("val"), list) or not all(isinstance(c, str) for c in split["val"]):
+            problem = f"fold {k}'s 'val' is {'missing' if 'val' not in split else repr(split['val'])[:40]}, " \
+                      "not a list of case names"
+        if problem:
+            break
+    if problem:
+        raise InputError(f"{path} is not an nnU-Net splits file ({problem}): give nnU-Net's splits_final.json, a "
+                         "list of {'train': [...], 'val': [...]} per fold, with --splits")
+
+
+def _endings(folder: Path) -> list[str]:
+    """The file endings (all suffixes, e.g. ".nii.gz") of the files in ``folder``, most common first."""
+    counts: dict[str, int] = {}
+    for p in folder.iterdir():
+        if p.is_file() and not p.name.startswith("."):
+            ending = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
+            counts[ending] = counts.get(ending, 0) + 1
+    return sorted(counts, key=lambda e: -counts[e])
+
+
+def _check_raw(raw: Path, cases: dict, dataset_json: dict) -> None:
+    """The raw dataset is the one the model was trained on: its file ending, and as many cases as numTraining."""
+    file_ending = dataset_json["file_ending"]
+    if not cases:
+        found = [e for e in _endings(raw / "imagesTr") if e != file_ending]
+        hint = f": it holds {', '.join(found[:3])} files, the model's dataset.json says {file_ending}" if found else ""
+        raise InputError(f"no training cases in {raw}/imagesTr{hint}; give the model's raw dataset with --raw")
+    expected = dataset_json.get("numTraining")
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected != len(cases):
+        raise InputError(f"raw dataset {raw} has {len(cases)} training case(s), the model was trained on {expected} "
+                         "(numTraining of its dataset.json): --raw (or $nnUNet_raw) points at another dataset or "
+                         "release; give the one the model was trained on")
+
+
+def training_cases(raw: Path, dataset_json: dict) -> dict[str, dict]:
+    """case -> {"images": [paths], "label": path} of a raw dataset, as nnU-Net lists them
+    (``get_filenames_of_train_images_and_targets``). nnU-Net forks a pool of 12 processes for it: they start
+    under the project's pool policy, so a terminal's Ctrl-C meanwhile is one line and a kill leaves none."""
+    import nnunetv2.utilities.utils as nnunet_utils
+
+    from tloss_nnunet.workers import pools_follow_policy
+
+    with pools_follow_policy(nnunet_utils):
+        return nnunet_utils.get_filenames_of_train_images_and_targets(str(raw), dataset_json)
 
 
 def load_model(model_folder: str | os.PathLike, folds: list[int] | None = None,
@@ -91,8 +181,6 @@ def load_model(model_folder: str | os.PathLike, folds: list[int] | None = None,
     ``raw_folder`` defaults to ``$nnUNet_raw/<dataset>``, ``splits_file`` to
     ``$nnUNet_preprocessed/<dataset>/splits_final.json`` (None when that does not exist: nothing is held out).
     """
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
-
     folder = Path(model_folder).resolve()
     if not folder.is_dir():
         raise InputError(f"model folder {folder} does not exist")
@@ -101,8 +189,9 @@ def load_model(model_folder: str | os.PathLike, folds: list[int] | None = None,
         raise InputError(f"{folder} is not an nnU-Net model folder (expected "
                          "$nnUNet_results/DatasetXXX_Name/TRAINER__PLANS__CONFIGURATION with plans.json in it)")
     dataset_json = _read_json(folder / "dataset.json", "the model's dataset.json")
+    _check_dataset_json(dataset_json, folder / "dataset.json")
     dataset_name = folder.parent.name
-    trained = _trained_folds(folder, checkpoint_name, folds)
+    trained, skipped = _trained_folds(folder, checkpoint_name, folds)
     if raw_folder is None:
         if not os.environ.get("nnUNet_raw"):
             raise InputError("nnUNet_raw is not set: set it or give the raw dataset folder with --raw")
@@ -110,9 +199,8 @@ def load_model(model_folder: str | os.PathLike, folds: list[int] | None = None,
     raw = Path(raw_folder)
     if not (raw / "imagesTr").is_dir() or not (raw / "labelsTr").is_dir():
         raise InputError(f"raw dataset {raw} not found or without imagesTr/labelsTr (give it with --raw)")
-    cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)
-    if not cases:
-        raise InputError(f"no training cases in {raw}/imagesTr")
+    cases = training_cases(raw, dataset_json)
+    _check_raw(raw, cases, dataset_json)
     missing = [c for c, entry in cases.items() if not os.path.isfile(entry["label"])
                or not all(os.path.isfile(i) for i in entry["images"])]
     if missing:
@@ -121,12 +209,13 @@ def load_model(model_folder: str | os.PathLike, folds: list[int] | None = None,
     if splits_file is None and os.environ.get("nnUNet_preprocessed"):
         candidate = Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "splits_final.json"
         splits_file = candidate if candidate.is_file() else None
-    splits = _read_json(Path(splits_file), "splits file") if splits_file is not None else None
-    if splits is not None and (not isinstance(splits, list) or not all("val" in s for s in splits)):
-        raise InputError(f"{splits_file} is not an nnU-Net splits file (a list of {{'train': [...], 'val': [...]}})")
+    splits = None
+    if splits_file is not None:
+        splits = _read_json(Path(splits_file), "splits file")
+        _check_splits(splits, splits_file)
     return AuditedModel(folder=folder, dataset_name=dataset_name, trainer=parts[0], configuration=parts[2],
                         checkpoint_name=checkpoint_name, folds=trained, dataset_json=dataset_json,
-                        cases=dict(sorted(cases.items())), splits=splits)
+                        cases=dict(sorted(cases.items())), splits=splits, skipped_folds=skipped)
 
 
 def assign_folds(model: AuditedModel) -> list[CaseAssignment]:

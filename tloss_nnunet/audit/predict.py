@@ -2,28 +2,38 @@
 
 Each fold's cases go to ``OUT/predictions/fold_<k>/`` as nnU-Net writes them with ``save_probabilities``
 (``<case><file_ending>`` + ``<case>.npz`` + ``<case>.pkl``). A re-run predicts only the cases whose files are
-missing or unreadable; a fold whose checkpoint changed since (size or modification time, kept in
-``model.json`` there) is predicted again from scratch.
+missing or unreadable; a fold whose checkpoint changed since (its SHA-256, kept in ``model.json`` there) is
+predicted again from scratch. Only files suspects wrote are ever replaced (:mod:`.ownership`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tloss_nnunet.atomic import write_json
+from tloss_nnunet.audit.checks import reader_for
 from tloss_nnunet.audit.model import AuditedModel
+from tloss_nnunet.audit.ownership import (
+    STAMP,
+    foreign_files,
+    new_stamp,
+    prediction_folder,
+    predictions_lock,
+    read_stamp,
+    stamp_is_current,
+)
 from tloss_nnunet.errors import InputError
+from tloss_nnunet.nnunet.checkpoint_file import read_checkpoint
 from tloss_nnunet.nnunet.checkpoint_keys import TLOSS_STATE_KEY, TLossState
 
 __all__ = ["FoldLoss", "fold_loss", "predict_cases", "prediction_folder", "read_probabilities"]
@@ -42,12 +52,14 @@ class FoldLoss:
 
 
 def fold_loss(model: AuditedModel, fold: int) -> FoldLoss:
-    """log nu and lambda of ``fold``'s checkpoint (the T-Loss trainers store them under ``tloss_state``)."""
-    import torch
+    """log nu and lambda of ``fold``'s checkpoint (the T-Loss trainers store them under ``tloss_state``).
 
+    The one place that loads and checks a fold's checkpoint before prediction (:func:`read_checkpoint`: a
+    damaged file or one nnU-Net's predictor cannot use is an :class:`InputError`); its digest is kept for the
+    prediction folder's stamp."""
     path = model.checkpoint(fold)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    state = checkpoint.get(TLOSS_STATE_KEY) if isinstance(checkpoint, dict) else None
+    checkpoint, _ = read_checkpoint(path)
+    state = checkpoint.get(TLOSS_STATE_KEY)
     if not state:
         return FoldLoss(log_nu=None, log_precision=0.0)
     try:
@@ -57,38 +69,36 @@ def fold_loss(model: AuditedModel, fold: int) -> FoldLoss:
     return FoldLoss(log_nu=saved.log_nu, log_precision=float(saved.log_precision))
 
 
-def prediction_folder(out_dir: Path, fold: int) -> Path:
-    return Path(out_dir) / "predictions" / f"fold_{fold}"
-
-
-def _fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"checkpoint": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def read_probabilities(folder: Path, case: str) -> np.ndarray | None:
     """The (C, *spatial) probabilities nnU-Net saved for ``case``, or None if missing or unreadable."""
     try:
         with np.load(folder / f"{case}.npz") as data:
             return np.asarray(data["probabilities"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+    except Exception:  # noqa: BLE001 - damage surfaces as zipfile, zlib, struct or numpy's header parser errors
         return None
 
 
-def _is_complete(folder: Path, case: str, file_ending: str) -> bool:
-    """The segmentation is there and the probabilities file is a whole npz archive with an array header.
+def _is_complete(folder: Path, case: str, file_ending: str, reader=None) -> bool:
+    """The probabilities file is a whole npz archive with an array header, and the segmentation is there (and,
+    with ``reader``, nnU-Net's reader for the file ending, decodes).
 
-    Cheap on purpose (the archive's directory and the array's header, nothing decompressed): an interrupted
-    write is truncated, which loses the directory at the archive's end; damage inside it shows when scoring
-    reads the array (:func:`read_probabilities`)."""
-    if not (folder / f"{case}{file_ending}").is_file():
+    The archive check is cheap on purpose (its directory and the array's header, nothing decompressed): an
+    interrupted write is truncated, which loses the directory at the archive's end; damage inside it shows when
+    scoring reads the array (:func:`read_probabilities`). Damage that reaches the header (a broken compressed
+    stream, a garbled header) counts as unfinished too, so the case is predicted again. nnU-Net writes the
+    segmentation LAST, so a run killed then leaves a complete archive beside a half-written segmentation: only
+    decoding it tells."""
+    segmentation = folder / f"{case}{file_ending}"
+    if not segmentation.is_file():
         return False
     try:
         with zipfile.ZipFile(folder / f"{case}.npz") as archive, archive.open("probabilities.npy") as member:
             version = np.lib.format.read_magic(member)
             (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(member)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        return False
+        if reader is not None:
+            reader.read_seg(str(segmentation))
+    except Exception:  # noqa: BLE001 - as in read_probabilities (a garbled header fails numpy's tokenizer); each
+        return False   # image reader reports a damaged file its own way
     return True
 
 
@@ -99,13 +109,23 @@ def drop_case(folder: Path, case: str, file_ending: str) -> None:
 
 
 def _prepare_folder(model: AuditedModel, fold: int, out_dir: Path) -> Path:
+    """The fold's prediction folder, stamped with its checkpoint's digest (:mod:`.ownership`): kept when the
+    stamp is current, emptied when it names another checkpoint (ours: predictions are never mixed), refused
+    when it holds files suspects did not write (``audit_model`` refuses or, with ``--overwrite``, deletes them
+    before it writes anything; this guards direct callers)."""
     folder = prediction_folder(out_dir, fold)
-    stamp = folder / "model.json"
-    want = _fingerprint(model.checkpoint(fold))
-    if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text() or "{}") != want):
-        shutil.rmtree(folder)  # predictions of another (or an unknown) checkpoint: never mixed with new ones
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(want))
+    # Parts of one audit (-num_parts) may start together: one at a time decides whether a stale folder is emptied,
+    # so a part never empties the folder another part has just stamped and started filling.
+    with predictions_lock(out_dir):
+        if foreign := foreign_files(folder, model):
+            raise InputError(f"{folder} holds files suspects did not write: "
+                             f"{', '.join(p.name for p in foreign[:5])}; move them or choose another output folder")
+        stamp = read_stamp(folder)
+        if folder.exists() and not stamp_is_current(stamp, model, fold):
+            shutil.rmtree(folder)  # only our files are left in it (checked above)
+            stamp = None
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / STAMP, new_stamp(model, fold, stamp))
     return folder
 
 
@@ -129,14 +149,18 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
     finished when its ``.npz`` loads: anything less (an interrupted write) is predicted again.
     """
     import torch
+    from nnunetv2.inference import data_iterators, predict_from_raw_data
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from tloss_nnunet.workers import pools_follow_policy
 
     _find_our_trainers()
     folder = _prepare_folder(model, fold, out_dir)
     file_ending = model.dataset_json["file_ending"]
     todo = []
+    reader = reader_for(model)
     for case in cases:
-        if _is_complete(folder, case, file_ending):
+        if _is_complete(folder, case, file_ending, reader):
             if on_done:
                 on_done(1)
         else:
@@ -156,11 +180,13 @@ def predict_cases(model: AuditedModel, fold: int, cases: list[str], out_dir: Pat
                     raise
                 raise InputError(f"nnU-Net cannot find the trainer class {model.trainer} that built this model; "
                                  "put the folder of its module in nnUNet_extTrainer") from None
-            # One call, as nnUNetv2_predict makes: its worker processes start once.
-            predictor.predict_from_files([model.cases[c]["images"] for c in todo], [str(folder / c) for c in todo],
-                                         save_probabilities=True, overwrite=True,
-                                         num_processes_preprocessing=processes[0],
-                                         num_processes_segmentation_export=processes[1])
+            # One call, as nnUNetv2_predict makes: its worker processes start once. Under our pool policy: they
+            # start with Ctrl-C blocked, ignore it, die with this process, and are stopped when the call raises.
+            with pools_follow_policy(predict_from_raw_data, data_iterators):
+                predictor.predict_from_files([model.cases[c]["images"] for c in todo],
+                                             [str(folder / c) for c in todo], save_probabilities=True,
+                                             overwrite=True, num_processes_preprocessing=processes[0],
+                                             num_processes_segmentation_export=processes[1])
     finally:
         log.close()
     return folder

@@ -42,9 +42,10 @@ def write_csv(path: Path, ranked: Sequence[CaseScores]) -> None:
 
 
 def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank_by: str, folds: dict[int, dict],
-                   top_k: int, not_held_out: str = "") -> None:
+                   top_k: int, not_held_out: str = "", skipped_folds: str = "") -> None:
     """A short summary: what was scored, with what, how many cases were held out (``not_held_out``: the line
-    saying which were not and what to do), and the top ``top_k``."""
+    saying which were not and what to do), and the top ``top_k``; ``skipped_folds``: the line naming folds left
+    out for lack of a checkpoint."""
     held_out = sum(bool(s.extra.get("held_out")) for s in ranked)
     lines = [f"# Label audit of `{model}`", "",
              f"{len(ranked)} training cases scored, ranked by `{rank_by}` (most suspect first).", ""]
@@ -52,6 +53,8 @@ def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank
         nu = "no nu (not a T-Loss model)" if info["nu"] is None else f"nu = {info['nu']:.4g}"
         lines.append(f"- fold {fold}: {info['cases']} case(s), {info['held_out']} held out; {nu}")
     lines.append("")
+    if skipped_folds:
+        lines += [f"**{skipped_folds}.**", ""]
     if held_out < len(ranked):
         lines += [f"**{len(ranked) - held_out} case(s) were scored by a model that trained on them.** A network fits "
                   "its own training labels, wrong ones included, so these scores understate how wrong a label is. "

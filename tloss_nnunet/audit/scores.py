@@ -8,6 +8,11 @@ probability against the binary mask, exactly what the T-Loss trainer's loss sees
 * ``mse`` = S / D with S = sum(delta^2): the mean squared residual;
 * ``one_minus_dice`` = 1 - mean over foreground classes of Dice(argmax p == c, l == c) (a class absent from both
   counts as Dice 1);
+* ``one_minus_softmin`` = 1 - Q with Q = sum_i s_i softmax_i((1 - s) / T), s_i = p[l_i, i] the probability the
+  model gives the LABELLED class at valid pixel i (background included) and T = :data:`SOFTMIN_TEMPERATURE`:
+  a soft minimum of the per-pixel label quality, dominated by the worst-fitting pixels (the "softmin" label
+  quality of Lad & Mueller 2023, cleanlab's ``segmentation.rank.get_label_quality_scores`` default; the
+  label-audit benchmark checks that both give the same numbers);
 * with the model's nu (T-Loss models): ``tloss_nll`` = NLL / D, the Student-t negative log-likelihood per
   element (:func:`tloss_nnunet.functional.t_nll_from_sums`), and ``tloss_weight`` = (nu + D) / (nu + S), the
   weight the loss puts on the case's residual (:func:`~tloss_nnunet.functional.t_weights_from_sums`).
@@ -27,15 +32,18 @@ import torch
 
 from tloss_nnunet.functional import t_nll_from_sums, t_weights_from_sums
 
-__all__ = ["DEFAULT_RANKING", "SCORE_NAMES", "CaseScores", "case_scores", "rank", "score_cases", "suspicion"]
+__all__ = ["DEFAULT_RANKING", "SCORE_NAMES", "SOFTMIN_TEMPERATURE", "CaseScores", "case_scores", "rank", "score_cases",
+           "suspicion"]
 
 #: Every score, in the order of the output tables; the T-Loss ones exist only when nu is known.
-SCORE_NAMES: tuple[str, ...] = ("tloss_nll", "tloss_weight", "mse", "one_minus_dice")
+SCORE_NAMES: tuple[str, ...] = ("tloss_nll", "tloss_weight", "mse", "one_minus_dice", "one_minus_softmin")
 #: The default ranking: in the label-audit evaluation (benchmarks/results/label_audit.md; held-out scoring,
 #: 3 noise settings x 2 losses x 3 seeds) 1 - Dice found the corrupted cases best for both losses (AUROC
 #: +0.02 over the T-Loss NLL or the MSE on average, higher in 14 of 18 runs). At one image size the NLL, the
 #: weight and the MSE rank the cases identically (all are monotone in S for a fixed D).
 DEFAULT_RANKING = "one_minus_dice"
+#: T of ``one_minus_softmin``: small enough that a few badly fitting pixels dominate an image's score.
+SOFTMIN_TEMPERATURE = 0.1
 #: Scores where a smaller value is the more suspect label.
 _SMALLER_IS_SUSPECT = frozenset({"tloss_weight"})
 
@@ -48,6 +56,7 @@ class CaseScores:
     mse: float
     one_minus_dice: float
     valid_elements: int
+    one_minus_softmin: float = float("nan")
     tloss_nll: float | None = None
     tloss_weight: float | None = None
     extra: dict = field(default_factory=dict)
@@ -58,8 +67,9 @@ class CaseScores:
 
 
 def suspicion(scores: CaseScores | dict, name: str) -> float:
-    """Score ``name`` of one case oriented so that larger means more suspect (NaN when the score is missing)."""
-    value = scores[name] if isinstance(scores, dict) else getattr(scores, name)
+    """Score ``name`` of one case oriented so that larger means more suspect (NaN when the score is missing, e.g.
+    a record written before the score existed)."""
+    value = scores.get(name) if isinstance(scores, dict) else getattr(scores, name)
     if value is None:
         return float("nan")
     return -float(value) if name in _SMALLER_IS_SUSPECT else float(value)
@@ -119,6 +129,7 @@ def case_scores(case: str, probabilities: np.ndarray | torch.Tensor, label: np.n
         denominator = pred_c.sum() + true_c.sum()
         dices.append(1.0 if denominator == 0 else 2.0 * (pred_c & true_c).sum() / denominator)
     mse = sum_sq / count if count else 0.0
+    softmin = _softmin_quality(p, label, valid)
     nll = weight = None
     if nu is not None and log_nu is not None:
         raise ValueError("give nu or log_nu, not both")
@@ -132,7 +143,19 @@ def case_scores(case: str, probabilities: np.ndarray | torch.Tensor, label: np.n
         nll = float(t_nll_from_sums(*stats, log_precision=log_precision)[0]) / max(count, 1)
         weight = float(t_weights_from_sums(*stats, log_precision=log_precision)[0])
     return CaseScores(case=case, mse=mse, one_minus_dice=1.0 - float(np.mean(dices)), valid_elements=count,
-                      tloss_nll=nll, tloss_weight=weight)
+                      one_minus_softmin=1.0 - softmin, tloss_nll=nll, tloss_weight=weight)
+
+
+def _softmin_quality(p: np.ndarray, label: np.ndarray, valid: np.ndarray) -> float:
+    """Q of ``one_minus_softmin`` (module docstring): p (C, *spatial) float64, label (*spatial) in 0..C-1 where
+    ``valid``; 1.0 (nothing to doubt) when no pixel is valid."""
+    index = np.where(valid, label, 0)[None]
+    quality = np.take_along_axis(p, index, axis=0)[0][valid]
+    if quality.size == 0:
+        return 1.0
+    logits = (1.0 - quality) / SOFTMIN_TEMPERATURE
+    weights = np.exp(logits - logits.max())  # shifted: the largest exponent is 0, no overflow
+    return float(np.dot(quality, weights) / weights.sum())
 
 
 def score_cases(cases: Iterable[tuple[str, np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checker
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_absolute as nnUNetTrainerTLoss_absolute
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_Adam1en3 as nnUNetTrainerTLoss_Adam1en3
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_cap20 as nnUNetTrainerTLoss_cap20
+    from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_freeze as nnUNetTrainerTLoss_freeze
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_nuPlateau as nnUNetTrainerTLoss_nuPlateau
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_relative as nnUNetTrainerTLoss_relative
     from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_tiny as nnUNetTrainerTLoss_tiny

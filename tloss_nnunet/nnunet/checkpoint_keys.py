@@ -60,6 +60,9 @@ class TLossState:
     lr_factor: float | None = None
     #: ``NuPlateauDetector.state_dict()`` (None: the trainer does not use the rule).
     nu_plateau: dict[str, Any] | None = None
+    #: ``WeightFreeze.state_dict()`` of ``nnUNetTrainerTLoss_freeze``: agreement history, detection, per-case
+    #: weights and caps (None: another trainer; checkpoints written before it existed lack the key).
+    weight_freeze: dict[str, Any] | None = None
 
     @property
     def log_nu(self) -> float:

@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="trained model folder, e.g. $nnUNet_results/Dataset501_X/nnUNetTrainerTLoss__nnUNetPlans__2d")
     p.add_argument("output_folder", metavar="OUTPUT_FOLDER",
                    help="folder that receives the export, e.g. another $nnUNet_results/Dataset501_X")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace this tool's own earlier, unchanged export (an export from an older version without "
+                   "digests, a changed one or a trained model is never replaced)")
     p.add_argument("--force", action="store_true",
                    help="accept checkpoints of trainers not defined in this package (only if they use nnU-Net's "
                    "default network)")

@@ -13,7 +13,8 @@ loss, not the T-Loss. Keep the original folder for further training.
 Safety: the export only ever writes into a new (or empty) folder or replaces its own earlier export, unchanged
 since (``tloss_export.json`` lists every file with its SHA-256; see :mod:`.export_target`); a trained model of
 the same name, e.g. the stock baseline trained in ``$nnUNet_results``, is never replaced, ``--overwrite`` or
-not. A refused or failed export leaves no folder behind.
+not; neither is an older version's export, which lists no digests. A refused or failed export leaves no folder
+behind.
 """
 
 from __future__ import annotations

@@ -4,14 +4,17 @@ The export's folder name, ``nnUNetTrainer__<plans>__<configuration>``, is also w
 nnUNetTrainer`` trains the stock baseline in ``$nnUNet_results``. So ``--overwrite`` must never mean "replace
 whatever is there": an earlier export is recognised by its ``tloss_export.json``, which lists every file the
 export wrote with its SHA-256; a folder holding anything else (a trained model, an export that training
-continued in, other files) is refused with or without ``--overwrite``.
+continued in, other files) is refused with or without ``--overwrite``. Exports of older versions list no digests:
+nothing proves their checkpoints unchanged, so ``--overwrite`` refuses them too and says how to proceed (remove the
+folder yourself if nothing in it is needed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from tloss_nnunet.atomic import file_sha256
 
 __all__ = ["PROVENANCE_FILE", "TOOL", "file_digests", "target_problem"]
 
@@ -20,13 +23,6 @@ TOOL = "tloss-nnunet export-stock"
 _NEVER = "export-stock never replaces it (--overwrite only replaces earlier exports); choose another OUTPUT_FOLDER"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
@@ -34,7 +30,7 @@ def _files(folder: Path) -> list[Path]:
 
 def file_digests(folder: Path) -> dict[str, str]:
     """``relative path -> SHA-256`` of every file under ``folder`` except the provenance file."""
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in _files(folder) if p.name != PROVENANCE_FILE
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in _files(folder) if p.name != PROVENANCE_FILE
             or p.parent != folder}
 
 
@@ -46,17 +42,12 @@ def _provenance(folder: Path) -> dict | None:
     return provenance if isinstance(provenance, dict) and "exported_as" in provenance else None
 
 
-def _changed_files(folder: Path, provenance: dict) -> list[str]:
-    """Files added or changed since the export wrote ``folder`` (older exports, which list no digests: added
-    ones only). Removed files are no reason to refuse: replacing the folder loses nothing of them."""
+def _changed_files(folder: Path, recorded: dict) -> list[str]:
+    """Files added or changed since the export wrote ``folder`` (``recorded``: its ``path -> SHA-256``). Removed
+    files are no reason to refuse: replacing the folder loses nothing of them."""
     present = {p.relative_to(folder).as_posix() for p in _files(folder)} - {PROVENANCE_FILE}
-    recorded = provenance.get("files")
-    if not isinstance(recorded, dict):  # written before digests were recorded: the checkpoints it listed
-        listed = {Path(name).as_posix() for name in provenance.get("checkpoints", {})}
-        listed |= {name for name in ("plans.json", "dataset.json", "dataset_fingerprint.json") if name in present}
-        return sorted(present - listed)
     changed = sorted(present - set(recorded))
-    changed += [name for name in sorted(present & set(recorded)) if _sha256(folder / name) != recorded[name]]
+    changed += [name for name in sorted(present & set(recorded)) if file_sha256(folder / name) != recorded[name]]
     return changed
 
 
@@ -73,11 +64,15 @@ def target_problem(target: Path, overwrite: bool) -> str | None:
         trained = any(target.glob("fold_*/checkpoint_*.pth")) or (target / "plans.json").is_file()
         what = "is a trained nnU-Net model" if trained else "holds other files"
         return f"'{target}' {what}, not an earlier export; {_NEVER}."
-    if not overwrite:
-        return f"'{target}' is an earlier export; pass --overwrite to replace it."
-    changed = _changed_files(target, provenance)
+    recorded = provenance.get("files")
+    if not isinstance(recorded, dict):  # an older version's export: its checkpoints cannot be verified as ours
+        return (f"'{target}' is an export by an older export-stock that recorded no SHA-256 digests, so nothing "
+                f"shows that its checkpoints are unchanged (training may have continued in it); if nothing in it "
+                f"is needed, remove it yourself (rm -r '{target}') and export again, or choose another "
+                f"OUTPUT_FOLDER.")
+    changed = _changed_files(target, recorded)
     if changed:
-        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
         return (f"'{target}' is an earlier export but changed since ({len(changed)} file(s): {shown}; training "
                 f"may have continued in it); {_NEVER}.")
-    return None
+    return None if overwrite else f"'{target}' is an earlier export; pass --overwrite to replace it."

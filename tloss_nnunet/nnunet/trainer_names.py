@@ -21,6 +21,7 @@ VARIANT_NAMES = (
     "nnUNetTrainerTLoss_cap20",
     "nnUNetTrainerTLoss_nuPlateau",
     "nnUNetTrainerTLoss_Adam1en3",
+    "nnUNetTrainerTLoss_freeze",
 )
 #: Every trainer ``nnUNetv2_train -tr`` finds through ``nnUNet_extTrainer="$(tloss-nnunet ext-path)"``.
 TRAINER_NAMES = (BASE_TRAINER, *VARIANT_NAMES)

@@ -227,8 +227,9 @@ def predictions_done(input_dir: Path, output_dir: Path, dataset_id: int, env: Ma
 
 def predict(input_dir: Path, output_dir: Path, dataset_id: int, trainer: str, env: Mapping[str, str],
             fold: int | str = 0, configuration: str = "2d", device: str = "cpu",
-            log_file: Path | None = None) -> Path:
-    """``nnUNetv2_predict -i INPUT -o OUTPUT -d ID -tr TRAINER -c CONFIGURATION -f FOLD`` and return ``output_dir``.
+            log_file: Path | None = None, checkpoint: str = FINAL_CHECKPOINT) -> Path:
+    """``nnUNetv2_predict -i INPUT -o OUTPUT -d ID -tr TRAINER -c CONFIGURATION -f FOLD -chk CHECKPOINT`` and
+    return ``output_dir``.
 
     Skipped when every case of ``input_dir`` has its prediction; continues when some have. On CPU
     prediction runs in one process (``-npp 0 -nps 0``): worker processes cost more than they save there.
@@ -240,8 +241,8 @@ def predict(input_dir: Path, output_dir: Path, dataset_id: int, trainer: str, en
         return output_dir
     workers = ["-npp", "0", "-nps", "0"] if device == "cpu" else ["-npp", "2", "-nps", "2"]
     run_nnunet(["nnUNetv2_predict", "-i", str(input_dir), "-o", str(output_dir), "-d", str(dataset_id),
-                "-tr", trainer, "-c", configuration, "-f", str(fold), "-device", device, "--disable_progress_bar",
-                *workers, *(["--continue_prediction"] if any(done) else [])], env, log_file)
+                "-tr", trainer, "-c", configuration, "-f", str(fold), "-device", device, "-chk", checkpoint,
+                "--disable_progress_bar", *workers, *(["--continue_prediction"] if any(done) else [])], env, log_file)
     missing = [p.name for p in expected if not p.is_file()]
     if missing:
         raise RuntimeError(f"nnUNetv2_predict left {len(missing)} case(s) without a prediction in {output_dir}: "

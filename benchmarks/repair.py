@@ -1,0 +1,133 @@
+"""The label-repair study: does our audit find the corrupted cases as well as cleanlab, and how much of the
+accuracy lost to label noise does repairing the labels give back at nnU-Net's long horizon?
+
+Frozen protocol: ``benchmarks/repair-protocol.md`` (version 1). The long-horizon study's 5 datasets and its noisy
+and clean-label runs are shared (``horizon.py``, ``results/horizon_runs.json``). Stage 1 (``repair_audit.py``):
+per (dataset, setting) 4-fold cross-fitted T-Loss models, length by nnU-Net's checkpoint_best rule on the noisy
+validation cases, our scores and cleanlab's on the same held-out probabilities. Stage 2 (``repair_retrain.py``):
+labels repaired (ignore / replace / drop, fraction rules) and retrained for 3000 iterations with Dice+CE and the
+T-Loss. Report: ``repair_report.py`` (and ``repair_audit_report.py`` for stage 1).
+
+Usage (from the repository root)::
+
+    python -m benchmarks.repair --resume --workers 1 --work-dir DIR   # what is missing, in the protocol's order
+    python -m benchmarks.repair --summarize                           # repair.json / .md, repair_audit.md, plots
+    python -m benchmarks.repair --config smoke --out /tmp/r_runs.json --horizon-runs /tmp/h_runs.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks import horizon, repair_report
+from benchmarks.repair_audit import AUDIT_ARM, audit_run
+from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES, repair_run
+from benchmarks.studykit import cli, inprocess
+from benchmarks.studykit.config import StudyConfig, get_config
+from benchmarks.studykit.driver import Job
+from benchmarks.studykit.store import ResultStore, load_runs
+from tloss_nnunet.audit.repair_rules import REPAIR_MODES
+from tloss_nnunet.errors import InputError
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS / "repair_runs.json"
+ENGINE = "repair-inprocess"
+FIELDS: tuple[str, ...] = ("stage", "iterations", "data_digest", "wall_s", "machine")
+
+#: Settings of the audit stage in the protocol's order; the repair stage follows the same order.
+SETTINGS: tuple[str, ...] = ("a0.7b0.7", "a0.5b0.7", "clean", "a0.3b0.7")
+LOSSES: tuple[str, ...] = ("dice_ce", "tloss")
+#: Length of an audit fold (its checkpoint_best rule picks the kept epoch within it).
+AUDIT_ITERATIONS: dict[str, int] = {"horizon": 800, "smoke": 8}
+CONFIGS: dict[str, StudyConfig] = {name: horizon.CONFIGS[name] for name in AUDIT_ITERATIONS}
+
+
+def audit_config(config: StudyConfig) -> StudyConfig:
+    """The audit folds' schedule: the study's with :data:`AUDIT_ITERATIONS` iterations."""
+    return replace(config, iterations=AUDIT_ITERATIONS[config.name])
+
+
+def plan(datasets: list[str], settings: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(dataset, setting, arm) in the protocol's order: every audit, then the headline repairs with every
+    candidate rule, then clean and a0.3b0.7 with the chosen rules."""
+    chosen = [s for s in SETTINGS if settings is None or s in settings]
+    jobs = [(d, s, f"audit_{AUDIT_ARM}") for s in chosen for d in datasets]
+    for setting in chosen:
+        rules = list(RULES) if setting in HEADLINE else ["chosen"]
+        jobs += [(d, setting, f"{mode}_{rule}_{loss}") for d in datasets for mode in REPAIR_MODES
+                 for rule in rules for loss in LOSSES]
+    return jobs
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = cli.parser(__doc__, CONFIGS, DEFAULT_OUT, default_config="horizon")
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help=f"from {tuple(horizon.DATASETS)} (default: the configuration's)")
+    parser.add_argument("--settings", nargs="+", default=None, help=f"from {SETTINGS} (default all)")
+    parser.add_argument("--horizon-runs", type=Path, default=horizon.DEFAULT_OUT,
+                        help="the long-horizon study's records (the shared noisy and clean-oracle runs)")
+    args = parser.parse_args(argv)
+    for name in ("datasets", "settings"):
+        if getattr(args, name) is not None:
+            setattr(args, name, cli.unique(getattr(args, name)))
+    return args
+
+
+def summarize(out: Path, horizon_runs: Path, config_name: str) -> list[Path]:
+    """Re-make repair.json, repair.md, repair_audit.md and the plots from the records of ``config_name``."""
+    runs = [r for r in load_runs(out, FIELDS, KEY_FIELDS) if r["config"] == config_name]
+    if not runs:
+        raise InputError(f"{out} holds no runs of config {config_name!r} (pass --config)")
+    shared = [r for r in cli.records(horizon_runs, ()) if r["config"] == config_name]
+    return repair_report.write_summary(runs, shared, horizon.summary_path(out))
+
+
+def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str, str], ...],
+          todo: list[tuple]) -> list[Job]:
+    folders: dict[str, dict[str, Path]] = {}
+    jobs = []
+    for key in todo:
+        dataset, setting, arm, seed = key[2:6]
+        release_seed, noise_seed, first_id = horizon.DATASETS[dataset]
+        if dataset not in folders:  # the horizon study's preparation: identical data in any work folder
+            folders[dataset] = inprocess.prepare(work_dir, config, release_seed=release_seed, noise_seed=noise_seed,
+                                                 first_id=first_id)
+        extra = {"engine": ENGINE, "config": config.name, "release_seed": release_seed, "noise_seed": noise_seed}
+        paths = (str(folders[dataset][setting]), str(folders[dataset]["clean"]))
+        if arm.startswith("audit_"):
+            jobs.append(Job(key, audit_run, (dataset, setting, seed, *paths, audit_config(config), str(work_dir),
+                                             "cpu", extra)))
+        else:
+            mode, rule, loss = arm.split("_", 2)
+            jobs.append(Job(key, repair_run, (dataset, setting, mode, rule, loss, seed, *paths, config, str(work_dir),
+                                              str(out), cells, "cpu", extra)))
+    return jobs
+
+
+def run(args) -> int:
+    if args.summarize:
+        return cli.wrote(summarize(args.out, args.horizon_runs, args.config))
+    cli.check_choices("dataset", args.datasets or [], horizon.DATASETS)
+    cli.check_choices("setting", args.settings or [], SETTINGS)
+    cli.check_workers(args)
+    config = get_config(CONFIGS, args.config)
+    datasets = args.datasets or list(horizon.CONFIG_DATASETS[config.name])
+    seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
+    work_dir = cli.work_folder(args, "repair", config)
+    inprocess.activate(work_dir)  # nnU-Net reads its folders when first imported
+    store = ResultStore.open(args.out, FIELDS, args.resume, key_fields=KEY_FIELDS)
+    todo = [(ENGINE, config.name, dataset, setting, arm, seed) for dataset, setting, arm in
+            plan(datasets, args.settings) for seed in seeds]
+    cells = tuple((d, s) for s in HEADLINE if args.settings is None or s in args.settings for d in datasets)
+    return cli.execute(store, todo, lambda keys: _jobs(config, work_dir, Path(args.out), cells, keys), args.workers,
+                       "repair", lambda: summarize(args.out, args.horizon_runs, config.name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return cli.guarded("repair", lambda: run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Ctrl-C while a finished command exits (issue 22): after the work is done and published, a SIGINT to the process
+group that lands during Python's exit (atexit handlers, interpreter finalization) changes nothing: exit 0, nothing
+printed. Before, it died silently of SIGINT (-2) or printed a KeyboardInterrupt from an atexit handler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+SCRIPT = """
+    import atexit
+    import pathlib
+    import sys
+    import time
+
+    from tloss_nnunet.errors import exit_code_of
+
+
+    def slow_exit():  # as multiprocessing's atexit handler joining a pool's processes
+        pathlib.Path(sys.argv[1]).write_text("exiting")
+        time.sleep(2)
+
+
+    if __name__ == "__main__":
+        atexit.register(slow_exit)
+        sys.exit(exit_code_of(lambda: 0, "probe", last_words=True))
+"""
+
+
+def test_group_ctrl_c_while_a_finished_command_exits_changes_nothing(tmp_path: Path):
+    (tmp_path / "probe.py").write_text(textwrap.dedent(SCRIPT))
+    mark = tmp_path / "mark"
+    process = subprocess.Popen([sys.executable, str(tmp_path / "probe.py"), str(mark)], stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (0, "")
+
+
+def test_an_error_that_follows_a_ctrl_c_is_reported_as_the_interrupt(capsys):
+    """A library that turns Ctrl-C into another error without chaining it (numpy's import cut short gave
+    ``ImportError: PyCapsule_Import could not import module "datetime"``) still ends in one line and 130."""
+    from tloss_nnunet.errors import exit_code_of
+
+    def action() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # swallowed, as a library's bare except does
+        raise ImportError("cut short")  # no __context__: raised after the except block
+
+    assert exit_code_of(action, "prog") == 130
+    assert capsys.readouterr().err.strip() == "prog: interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_an_error_without_a_ctrl_c_keeps_its_traceback():
+    from tloss_nnunet.errors import exit_code_of
+
+    def action() -> int:
+        raise ImportError("a real bug")
+
+    try:
+        exit_code_of(action, "prog")
+    except ImportError as err:
+        assert str(err) == "a real bug"
+    else:
+        raise AssertionError("the ImportError was swallowed")
+
+
+def test_a_ctrl_c_that_lands_in_a_finalizer_is_not_lost(capsys):
+    """Python prints a KeyboardInterrupt raised in a ``__del__`` as "Exception ignored in ..." and goes on as if
+    nothing happened (seen in the fault run: an imageio reader's ``__del__``, multiprocessing's finalizers)."""
+    from tloss_nnunet.errors import exit_code_of
+
+    class Closing:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here, inside the finalizer
+
+    def action() -> int:
+        Closing()  # collected at once: its __del__ gets the Ctrl-C
+        time.sleep(5)
+        return 0
+
+    started = time.perf_counter()
+    assert exit_code_of(action, "prog") == 130
+    assert time.perf_counter() - started < 4
+    assert capsys.readouterr().err.strip() == "prog: interrupted"

@@ -1,0 +1,115 @@
+"""Fill a staged repaired dataset folder: images and untouched labels linked, chosen labels rewritten, dataset.json.
+
+Called by :func:`tloss_nnunet.audit.repair.repair_dataset` inside its staging folder, which is removed on any
+error, so a refusal found here (probabilities that do not fit the dataset) still leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tloss_nnunet.atomic import link_or_copy
+from tloss_nnunet.audit.predict import prediction_folder, read_probabilities
+from tloss_nnunet.audit.repair_rules import changed_pixels, repaired_label
+from tloss_nnunet.errors import InputError
+from tloss_nnunet.interrupts import deferred_interrupts
+
+if TYPE_CHECKING:
+    from tloss_nnunet.audit.repair import _Source
+
+__all__ = ["write_dataset"]
+
+#: Source dataset.json keys given to the generator explicitly (everything else is copied as it is).
+_HANDLED = ("channel_names", "labels", "numTraining", "file_ending", "name", "description", "licence", "license",
+            "converted_by", "citation")
+
+
+def _reader(source: _Source):
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    example = next(iter(source.cases.values()))["images"][0]
+    # nnU-Net probes each reader inside a bare except, which would turn a Ctrl-C into its own error and traceback:
+    # held until the probe is done. It announces its choice on stdout.
+    with deferred_interrupts(), contextlib.redirect_stdout(io.StringIO()):
+        return determine_reader_writer_from_dataset_json(source.dataset_json, example)()
+
+
+def _repair_case(reader, source: _Source, case: str, probabilities_folder: Path, destination: Path | None,
+                 mode: str, ignore_value: int | None, confidence: float) -> tuple[int, int]:
+    """Write ``case``'s repaired label to ``destination`` (None: dropped); return (changed pixels, pixels)."""
+    label, properties = reader.read_seg(source.cases[case]["label"])
+    if mode == "drop":
+        return changed_pixels(label[0], None), int(label.size)
+    probabilities = read_probabilities(probabilities_folder, case)
+    if probabilities is None:
+        raise InputError(f"the audit's probabilities of case {case} are missing or unreadable "
+                         f"({probabilities_folder / (case + '.npz')}); run tloss-nnunet suspects again")
+    classes = len([k for k in source.dataset_json["labels"] if k != "ignore"])
+    if probabilities.shape != (classes, *label.shape[1:]):
+        raise InputError(f"the audit's probabilities of case {case} have shape {probabilities.shape}, but its label "
+                         f"{label.shape[1:]} and the dataset {classes} classes: the audit is not of this dataset")
+    try:
+        repaired = repaired_label(label[0], probabilities, mode, ignore_value, confidence)
+    except ValueError as err:
+        raise InputError(f"case {case}: {err}") from None
+    assert repaired is not None
+    reader.write_seg(repaired, str(destination), properties)
+    return changed_pixels(label[0], repaired), int(label.size)
+
+
+def _generate_dataset_json(folder: Path, source: _Source, labels: dict, num_training: int, record: dict) -> None:
+    """nnU-Net's generator with the source's keys (its ``citation`` argument writes ``release``: set after)."""
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    src = source.dataset_json
+    description = (f"{src['description']} " if src.get("description") else "") + (
+        f"Labels repaired by tloss-nnunet repair ({record['mode']}, {record['cases_chosen']} of "
+        f"{record['cases_total']} case(s), ranked by {record['audit']['rank_by']}) from {source.folder.name}.")
+    extra = {k: v for k, v in src.items() if k not in _HANDLED}
+    licence = src.get("licence", src.get("license"))
+    generate_dataset_json(str(folder), dict(src["channel_names"]), labels, num_training, src["file_ending"],
+                          dataset_name=folder.name, description=description,
+                          converted_by=src.get("converted_by", "tloss-nnunet repair"),
+                          **({"license": licence} if licence is not None else {}), **extra)
+    if "citation" in src:
+        path = folder / "dataset.json"
+        dataset_json = json.loads(path.read_text())
+        dataset_json["citation"] = src["citation"]
+        path.write_text(json.dumps(dataset_json, indent=4))
+
+
+def write_dataset(folder: Path, source: _Source, audit_dir: Path, audit: dict, chosen: list[tuple[str, float]],
+                  mode: str, ignore_value: int | None, confidence: float, labels: dict, record: dict) -> None:
+    """Write the repaired dataset into ``folder`` (created) and the per-case entries into ``record["cases"]``."""
+    ending = source.dataset_json["file_ending"]
+    reader = _reader(source)
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    dropped = set()
+    for rank, (case, score) in enumerate(chosen, start=1):  # ``chosen`` is the top of the ranking
+        target = None if mode == "drop" else folder / "labelsTr" / f"{case}{ending}"
+        changed, pixels = _repair_case(reader, source, case,
+                                       prediction_folder(audit_dir, audit["cases"][case]["fold"]), target, mode,
+                                       ignore_value, confidence)
+        record["cases"].append({"case": case, "rank": rank, "score": score, "changed_pixels": changed,
+                                "changed_fraction": round(changed / pixels, 6), "dropped": mode == "drop",
+                                "held_out": bool(audit["cases"][case]["held_out"])})
+        if mode == "drop":
+            dropped.add(case)
+    kept = [case for case in source.cases if case not in dropped]
+    for case in kept:
+        for image in source.cases[case]["images"]:
+            link_or_copy(Path(image), folder / "imagesTr" / Path(image).name)
+        if not (folder / "labelsTr" / f"{case}{ending}").exists():
+            link_or_copy(Path(source.cases[case]["label"]), folder / "labelsTr" / f"{case}{ending}")
+    for extra in ("imagesTs", "labelsTs"):  # test cases: carried over as they are
+        if (source.folder / extra).is_dir():
+            (folder / extra).mkdir()
+            for path in sorted((source.folder / extra).iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    link_or_copy(path, folder / extra / path.name)
+    _generate_dataset_json(folder, source, labels, len(kept), record)
