@@ -51,16 +51,18 @@ def _per_dataset(entries: list[dict], setting: str, arm: str, field: str) -> dic
     return {dataset: float(np.mean(v)) for dataset, v in values.items()}
 
 
-def _inprocess(summary: Path, setting: str, arm: str, datasets: set[str]) -> dict[str, float]:
+def _inprocess_rows(summary: Path) -> list[dict]:
+    """The in-process study's entries (``horizon.json`` beside the output), read once; [] when it is absent."""
+    return json.loads(summary.read_text())["runs"] if summary.exists() else []
+
+
+def _inprocess(rows: list[dict], setting: str, arm: str, datasets: set[str]) -> dict[str, float]:
     """The in-process study's pooled clean-test Dice of ``arm`` per dataset (only ``datasets``)."""
-    if not summary.exists():
-        return {}
-    rows = json.loads(summary.read_text())["runs"]
     return {r["dataset"]: r["final"]["test_dice_pooled"] for r in rows
             if r["setting"] == setting and r["arm"] == arm and r["dataset"] in datasets}
 
 
-def _setting_table(entries: list[dict], setting: str, inprocess_summary: Path) -> list[str]:
+def _setting_table(entries: list[dict], setting: str, inprocess: list[dict]) -> list[str]:
     lines = [f"## {setting}", "",
              "| arm | datasets | test Dice pooled | test Dice mean per case | vs dice_ce pooled | vs dice_ce mean "
              "| vs dice_ce_best pooled | vs dice_ce_best mean | in-process study, same datasets: vs dice_ce pooled |",
@@ -76,8 +78,8 @@ def _setting_table(entries: list[dict], setting: str, inprocess_summary: Path) -
                 other = _per_dataset(entries, setting, reference, field)
                 cells.append("-" if arm == reference or not other else
                              format_cell(paired(values, other, bounds=DIFF)))
-        own = _inprocess(inprocess_summary, setting, arm, set(pooled))
-        base = _inprocess(inprocess_summary, setting, "dice_ce", set(pooled))
+        own = _inprocess(inprocess, setting, arm, set(pooled))
+        base = _inprocess(inprocess, setting, "dice_ce", set(pooled))
         cells.append("-" if arm == "dice_ce" or not own or not base else format_cell(paired(own, base, bounds=DIFF)))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -85,6 +87,7 @@ def _setting_table(entries: list[dict], setting: str, inprocess_summary: Path) -
 
 def markdown(runs: list[dict], entries: list[dict], config: StudyConfig, expected: list[tuple],
              inprocess_summary: Path, plot_name: str) -> str:
+    inprocess = _inprocess_rows(inprocess_summary)
     done = {(r["dataset"], r["setting"], r["loss"], r["seed"]) for r in runs}
     missing = [key for key in expected if key not in done]
     wall = [r["wall_s"] for r in runs if not r.get("model_reused")]
@@ -102,7 +105,7 @@ def markdown(runs: list[dict], entries: list[dict], config: StudyConfig, expecte
                   + ", ".join(f"{s} {a} {d}" for d, s, a, _ in missing), ""]
     for setting in dict.fromkeys(s for _, s, _, _ in expected):
         if any(e["setting"] == setting for e in entries):
-            lines += _setting_table(entries, setting, inprocess_summary)
+            lines += _setting_table(entries, setting, inprocess)
     lines += [f"![nnU-Net's validation pseudo Dice]({plot_name})", ""]
     return "\n".join(lines)
 
