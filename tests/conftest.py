@@ -6,18 +6,38 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def trained_tloss_model(tmp_path_factory) -> dict:
-    """One tiny T-Loss model trained with the stock nnU-Net commands (see nnunet_commands.py)."""
-    from nnunet_commands import train_tiny_tloss_model
+def trained_tloss_model(tmp_path_factory, worker_id: str) -> dict:
+    """One tiny T-Loss model trained with the stock nnU-Net commands (see nnunet_commands.py), once per test run.
 
-    return train_tiny_tloss_model(tmp_path_factory.mktemp("nnunet_cli"))
+    Under pytest-xdist the first worker that needs it trains it in the run's shared temporary folder, under a file
+    lock; the others wait for the lock and read it. Tests treat it as read-only (a test that trains more copies its
+    results folder: ``nnunet_commands.private_results``).
+    """
+    from filelock import FileLock
+    from nnunet_commands import tiny_model_layout, train_tiny_tloss_model
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "trained_tloss_model"
+    shared.mkdir(exist_ok=True)
+    with FileLock(str(shared) + ".lock"):
+        layout = tiny_model_layout(shared)
+        done, failed = shared / "trained", shared / "training_failed"
+        if failed.is_file():
+            pytest.fail(f"the shared tiny model failed to train in another worker:\n{failed.read_text()}")
+        if not done.is_file():
+            try:
+                train_tiny_tloss_model(layout)
+            except BaseException as error:  # the other workers report it instead of retraining over a half-model
+                failed.write_text(f"{type(error).__name__}: {error}"[-5000:])
+                raise
+            done.write_text("fold 0 trained\n")
+    return layout
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``--dist loadgroup`` (scripts/test.sh), a module's tests stay on one worker, so a module-scoped
-    fixture (a converted release, a trained smoke study) is built once; modules that share a session fixture
-    name one group themselves (``xdist_group("trained_tloss_model")``)."""
+    fixture (a converted release, a trained smoke study) is built once."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))

@@ -219,7 +219,6 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_tloss_model")
 def test_a_rerun_predicts_a_damaged_npz_again_and_finishes(predicted):
     out = _copy(predicted, "damaged_npz")
     folder = out / "predictions" / "fold_0"
@@ -237,7 +236,6 @@ def test_a_rerun_predicts_a_damaged_npz_again_and_finishes(predicted):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_tloss_model")
 def test_overwrite_deletes_foreign_files_only_in_the_prediction_folders(predicted, capsys):
     out = _copy(predicted, "overwrite")
     user, note = out / "predictions" / "fold_0" / "case1.nii.gz", out / "notes.txt"
@@ -252,7 +250,6 @@ def test_overwrite_deletes_foreign_files_only_in_the_prediction_folders(predicte
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_tloss_model")
 def test_a_half_written_segmentation_is_predicted_again(predicted, capsys):
     out = _copy(predicted, "damaged_segmentation")
     top = (out / "suspects.csv").read_text().splitlines()[1].split(",")[0]
@@ -266,7 +263,6 @@ def test_a_half_written_segmentation_is_predicted_again(predicted, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_tloss_model")
 def test_a_fold_without_its_checkpoint_is_named(predicted):
     model = predicted["root"] / "models" / Path(predicted["model"]).parent.name / Path(predicted["model"]).name
     shutil.copytree(predicted["model"], model, ignore=lambda folder, names: [n for n in names if n == "fold_1"])

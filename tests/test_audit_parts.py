@@ -11,8 +11,7 @@ from nnunet_commands import cli
 
 from tloss_nnunet.cli import main
 
-# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
+pytestmark = [pytest.mark.slow]
 
 BASE = ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet"]
 

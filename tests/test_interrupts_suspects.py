@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks.fault_lib import TAG, TRACEBACK_WORDS, tagged_processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model"),
+pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finds processes through /proc")]
 
 

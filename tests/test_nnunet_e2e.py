@@ -17,15 +17,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from nnunet_commands import DATASET_ID, TRAINER
+from nnunet_commands import DATASET_ID, TRAINER, private_results
 from nnunet_commands import cli as _cli
 from nnunet_commands import run as _run
 from PIL import Image
 
 from tloss_nnunet.nnunet.checkpoint_keys import LOG_NU_KEY, TLOSS_STATE_KEY, TLossState
 
-# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
+pytestmark = [pytest.mark.slow]
 
 
 def _load(path: str) -> dict:
@@ -51,11 +50,12 @@ def test_training_writes_nu_everywhere(trained_tloss_model):
     assert os.path.isfile(os.path.join(fold, "validation", "summary.json"))
 
 
-def test_continue_restores_nu_exactly(trained_tloss_model):
-    fold = os.path.join(trained_tloss_model["model"], "fold_0")
+def test_continue_restores_nu_exactly(trained_tloss_model, tmp_path):
+    model = private_results(trained_tloss_model, tmp_path)  # --c re-saves the checkpoints: not the shared model's
+    fold = os.path.join(model["model"], "fold_0")
     before = TLossState.from_dict(_load(os.path.join(fold, "checkpoint_final.pth"))[TLOSS_STATE_KEY])
     result = _run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu", "--c"],
-                  trained_tloss_model["train_env"])
+                  model["train_env"])
     assert "T-Loss state restored" in result.stdout
     after = TLossState.from_dict(_load(os.path.join(fold, "checkpoint_final.pth"))[TLOSS_STATE_KEY])
     # --c on a finished run trains 0 epochs and re-saves: anything not restored would be back at its initial value.
@@ -71,8 +71,8 @@ def _predict(trained_tloss_model, env: dict, trainer: str, out: str) -> dict[str
     return {n: np.asarray(Image.open(os.path.join(out, n))) for n in sorted(os.listdir(out)) if n.endswith(".png")}
 
 
-def test_predict_evaluate_and_stock_export(trained_tloss_model):
-    pred_dir = str(trained_tloss_model["root"] / "pred")
+def test_predict_evaluate_and_stock_export(trained_tloss_model, tmp_path):
+    pred_dir = str(tmp_path / "pred")
     ours = _predict(trained_tloss_model, trained_tloss_model["train_env"], TRAINER, pred_dir)
     assert sorted(ours) == ["test_000.png", "test_001.png"]
     _run(["nnUNetv2_evaluate_folder", os.path.join(trained_tloss_model["raw"], "labelsTs"), pred_dir,
@@ -83,7 +83,7 @@ def test_predict_evaluate_and_stock_export(trained_tloss_model):
     assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0 and len(summary["metric_per_case"]) == 2
 
     # A colleague's results folder, without the plugin: stock nnUNetTrainer predicts identically.
-    colleague = trained_tloss_model["root"] / "colleague_results"
+    colleague = tmp_path / "colleague_results"
     out_parent = colleague / os.path.basename(trained_tloss_model["raw"])
     assert "exported 2 checkpoint(s)" in _cli(["export-stock", trained_tloss_model["model"], str(out_parent),
                                               "--quiet"])
@@ -92,7 +92,7 @@ def test_predict_evaluate_and_stock_export(trained_tloss_model):
     assert checkpoint["trainer_name"] == "nnUNetTrainer" and "tloss_state" not in checkpoint
     stock_env = dict(trained_tloss_model["env"], nnUNet_results=str(colleague))
     assert "nnUNet_extTrainer" not in stock_env
-    stock = _predict(trained_tloss_model, stock_env, "nnUNetTrainer", str(trained_tloss_model["root"] / "pred_stock"))
+    stock = _predict(trained_tloss_model, stock_env, "nnUNetTrainer", str(tmp_path / "pred_stock"))
     assert sorted(stock) == sorted(ours)
     for name in ours:
         np.testing.assert_array_equal(stock[name], ours[name])

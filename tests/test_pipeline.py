@@ -146,14 +146,14 @@ def test_preprocessing_done_needs_plans_and_every_case(tmp_path: Path) -> None:
     assert not pipeline.preprocessing_done(501, env, configurations=("2d", "3d_fullres"))
 
 
-def test_plan_and_preprocess_gives_the_planner_at_least_one_thread(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_planner_gets_at_least_one_thread_and_the_environments_process_count(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_command(tmp_path, monkeypatch, "import os\nprint('DA=' + os.environ['nnUNet_n_proc_DA'])")
     env = pipeline.nnunet_env(tmp_path / "w", base={"nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "2"})
     _raw_dataset(env)
     log = tmp_path / "pp.log"
     pipeline.plan_and_preprocess(501, env, log_file=log)
-    assert _calls(calls) == [["-d", "501", "-c", "2d", "-np", "2", "--verify_dataset_integrity"]]
+    assert _calls(calls) == [["-d", "501", "-c", "2d", "-np", "2", "-npfp", "2", "--verify_dataset_integrity"]]
     assert "DA=1" in log.read_text()
     assert env["nnUNet_n_proc_DA"] == "0"  # the caller's environment is unchanged
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from nnunet_commands import cli, run
 
-# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
+pytestmark = [pytest.mark.slow]
 
 REPAIRED_ID = 623
 

@@ -14,36 +14,53 @@ import shutil
 
 import numpy as np
 import pytest
-from nnunet_commands import DATASET_ID, TRAINER, cli, run
+from nnunet_commands import DATASET_ID, TRAINER, cli, private_results, run
 from PIL import Image
 
 from tloss_nnunet.cli import main
 
-# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
+pytestmark = [pytest.mark.slow]
+
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
 @pytest.fixture(scope="module")
 def audited(trained_tloss_model, tmp_path_factory):
-    model = trained_tloss_model
-    fold1 = os.path.join(model["model"], "fold_1", "checkpoint_final.pth")
-    if not os.path.isfile(fold1):
-        run(["nnUNetv2_train", str(DATASET_ID), "2d", "1", "-tr", TRAINER, "-device", "cpu"], model["train_env"])
+    """Fold 1 trained into a copy of the session's model, a raw copy with one inverted label, and one audit of it
+    (``root/audit``, its stdout in ``stdout``) that the re-run tests copy instead of predicting again."""
     root = tmp_path_factory.mktemp("suspects")
+    model = private_results(trained_tloss_model, root)  # fold 1 is trained into a copy: the shared model keeps 1 fold
+    run(["nnUNetv2_train", str(DATASET_ID), "2d", "1", "-tr", TRAINER, "-device", "cpu"], model["train_env"])
     raw = root / os.path.basename(model["raw"])
     shutil.copytree(model["raw"], raw)
     labels = sorted((raw / "labelsTr").iterdir())
     wrong = labels[3]
     mask = np.asarray(Image.open(wrong))
     Image.fromarray((1 - mask).astype(np.uint8)).save(wrong)
-    return {**model, "audit_raw": raw, "wrong_case": wrong.name[:-len(".png")], "root": root,
-            "base": ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet", "--raw", str(raw)]}
+    base = ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet", "--raw", str(raw)]
+    with pytest.MonkeyPatch.context() as patch:
+        for key in NNUNET_FOLDERS:
+            patch.setenv(key, model["env"][key])
+        stdout = cli(["suspects", model["model"], "-o", str(root / "audit"), *base])
+    return {**model, "audit_raw": raw, "wrong_case": wrong.name[:-len(".png")], "root": root, "base": base,
+            "stdout": stdout}
 
 
 @pytest.fixture()
 def nnunet_env(audited, monkeypatch):
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    for key in NNUNET_FOLDERS:
         monkeypatch.setenv(key, audited["env"][key])
+
+
+def _copy_audit(audited: dict, name: str):
+    out = audited["root"] / name
+    shutil.copytree(audited["root"] / "audit", out)  # copy2: modification times kept
+    return out
+
+
+def _npz_stamps(out) -> dict:
+    return {p: p.stat().st_mtime_ns for p in sorted((out / "predictions").rglob("*.npz"))}
 
 
 def _rows(out) -> list[dict]:
@@ -52,8 +69,7 @@ def _rows(out) -> list[dict]:
 
 
 def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env):
-    out = audited["root"] / "audit"
-    stdout = cli(["suspects", audited["model"], "-o", str(out), *audited["base"]])
+    out, stdout = audited["root"] / "audit", audited["stdout"]
     assert "by one_minus_dice" in stdout
     rows = _rows(out)
     assert [r["rank"] for r in rows] == [str(i) for i in range(1, 9)]
@@ -76,9 +92,10 @@ def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env
 
 
 def test_rerun_reuses_predictions_and_repairs_a_damaged_one(audited, nnunet_env):
-    out = audited["root"] / "audit_rerun"
+    out = _copy_audit(audited, "audit_rerun")
+    predicted = _npz_stamps(out)
     stdout = cli(["suspects", audited["model"], "-o", str(out), "--rank-by", "tloss_nll", *audited["base"]])
-    assert "by tloss_nll" in stdout
+    assert "by tloss_nll" in stdout and _npz_stamps(out) == predicted  # re-ranked from the same predictions
     assert _rows(out)[0]["case"] == audited["wrong_case"]
     first = (out / "suspects.csv").read_text()
     npz = sorted((out / "predictions" / "fold_0").glob("*.npz"))
@@ -91,9 +108,8 @@ def test_rerun_reuses_predictions_and_repairs_a_damaged_one(audited, nnunet_env)
 
 
 def test_probabilities_damaged_inside_fail_in_one_line_and_the_rerun_repairs_them(audited, nnunet_env, capsys):
-    out = audited["root"] / "audit_damaged"
+    out = _copy_audit(audited, "audit_damaged")
     args = ["suspects", audited["model"], "-o", str(out), *audited["base"]]
-    cli(args)
     first = (out / "suspects.csv").read_text()
     npz = sorted((out / "predictions" / "fold_0").glob("*.npz"))[0]
     data = bytearray(npz.read_bytes())  # the archive's directory and the array header intact, its data not

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-# xdist_group: one pytest-xdist worker runs every user of the session's trained model, so it is trained once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_tloss_model")]
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: source folder -> its import name (setup.py's package_dir)
