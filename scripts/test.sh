@@ -5,8 +5,10 @@
 #   scripts/test.sh --fast          the fast tier for every change: ruff, mypy, the tests not marked `slow`
 #   scripts/test.sh [--fast] ARGS   extra pytest arguments, e.g. -x, -k nu, tests/test_loss.py
 #
-# Tests run on one pytest-xdist worker per core (TLOSS_TEST_WORKERS overrides, 0 = in this process); tests that
-# share a trained tiny model carry an xdist_group mark, so each model is trained once.
+# Tests run on one pytest-xdist worker per core (TLOSS_TEST_WORKERS overrides, 0 = in this process), each worker
+# with one thread (OMP_NUM_THREADS=1 unless set): torch's default of one thread per core in every worker
+# oversubscribes the cores. A module's tests stay on one worker (--dist loadgroup, tests/conftest.py); the tiny
+# nnU-Net model several modules share is trained once, by the first worker that needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -23,4 +25,8 @@ echo "==> ruff check"
 echo "==> mypy (the library: tloss_nnunet without repro/)"
 "$VENV/bin/mypy"
 echo "==> pytest"
-exec "$VENV/bin/python" -m pytest -n "${TLOSS_TEST_WORKERS:-auto}" --dist loadgroup "${marker[@]}" "$@"
+workers="${TLOSS_TEST_WORKERS:-auto}"
+if [ "$workers" != "0" ]; then
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+fi
+exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadgroup "${marker[@]}" "$@"
