@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import horizon_report
 from benchmarks.studykit import cli, inprocess
-from benchmarks.studykit.config import StudyConfig, get_config
+from benchmarks.studykit.config import StudyConfig
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.store import ResultStore
 from tloss_nnunet.errors import InputError
@@ -54,7 +54,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 #: T-Loss recipes added after version 1 (issue 20 step 4): a new group, after version 1's plan and only with
 #: ``--variants``, so version 1's plan and its report's list of missing runs stay as frozen.
-VARIANT_ARMS: tuple[str, ...] = ("tloss_freeze",)
+VARIANT_ARMS: tuple[str, ...] = horizon_report.VERSION_2_ARMS
 VARIANT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a0.7b0.7", VARIANT_ARMS), ("a0.5b0.7", VARIANT_ARMS), ("clean", VARIANT_ARMS),
 )
@@ -115,7 +115,9 @@ def summarize(out: Path, config_name: str) -> list[Path]:
     if not runs:
         raise InputError(f"{out} holds no runs of config {config_name!r} (pass --config)")
     config = CONFIGS[config_name]
-    expected = plan(list(CONFIG_DATASETS[config_name]), seeds=config.seeds)
+    # Once a version-2 recipe has a run, its planned runs count as expected (missing ones are listed).
+    variants = any(r["loss"] in VARIANT_ARMS for r in runs)
+    expected = plan(list(CONFIG_DATASETS[config_name]), seeds=config.seeds, variants=variants)
     return horizon_report.write_summary(runs, summary_path(out), config, expected)
 
 
@@ -137,14 +139,9 @@ def _jobs(config: StudyConfig, work_dir: Path, todo: list[tuple]) -> list[Job]:
 def run(args) -> int:
     if args.summarize:
         return cli.wrote(summarize(args.out, args.config))
-    cli.check_choices("dataset", args.datasets or [], DATASETS)
-    cli.check_choices("setting", args.settings or [], SETTINGS)
     cli.check_choices("arm", args.arms or [], ARMS + (VARIANT_ARMS if args.variants else ()),
                       "" if args.variants else f" (the variants {', '.join(VARIANT_ARMS)} need --variants)")
-    cli.check_workers(args)
-    config = get_config(CONFIGS, args.config)
-    datasets = args.datasets or list(CONFIG_DATASETS[config.name])
-    seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
+    config, datasets, seeds = cli.scope(args, CONFIGS, CONFIG_DATASETS, DATASETS, SETTINGS)
     runs = plan(datasets, args.settings, args.arms, seeds, args.variants)
     if not runs:
         raise InputError("the protocol has no run for these --datasets/--settings/--arms "

@@ -25,7 +25,7 @@ from benchmarks import horizon_nnunet_report
 from benchmarks.horizon import CONFIGS as HORIZON_CONFIGS
 from benchmarks.horizon import DATASETS, summary_path
 from benchmarks.studykit import cli, commands
-from benchmarks.studykit.config import StudyConfig, get_config
+from benchmarks.studykit.config import StudyConfig
 from benchmarks.studykit.data import Family, prepare_family, training_case_ids, validation_split
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.store import ResultStore
@@ -113,13 +113,8 @@ def _jobs(config: StudyConfig, work_dir: Path, device: str, todo: list[tuple]) -
 def run(args) -> int:
     if args.summarize:
         return cli.wrote(summarize(args.out, args.config))
-    cli.check_choices("dataset", args.datasets or [], DATASETS)
-    cli.check_choices("setting", args.settings or [], SETTINGS)
     cli.check_choices("arm", args.arms or [], ARMS)
-    cli.check_workers(args)
-    config = get_config(CONFIGS, args.config)
-    datasets = args.datasets or list(CONFIG_DATASETS[config.name])
-    seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
+    config, datasets, seeds = cli.scope(args, CONFIGS, CONFIG_DATASETS, DATASETS, SETTINGS)
     runs = plan(datasets, args.settings, args.arms, seeds)
     if not runs:
         raise InputError("no run matches these --datasets/--settings/--arms")

@@ -25,8 +25,14 @@ from .studykit.plots import figure
 from .studykit.selection import RULES, select
 from .studykit.stats import format_cell, over_datasets, paired
 
+#: The trained arms of version 2 (``horizon.VARIANT_ARMS``, which --variants plans): their runs make the report
+#: cite version 2.
+VERSION_2_ARMS = ("tloss_freeze",)
 PROTOCOL = ("Protocol: [`horizon-protocol.md`](../horizon-protocol.md), version 1 (frozen 2026-12-03, "
             "before any of its runs).")
+PROTOCOL_V2 = ("Protocol: [`horizon-protocol.md`](../horizon-protocol.md), version 1 and version 2 (the recipes "
+               "added later: " + ", ".join(f"`{a}`" for a in VERSION_2_ARMS) + "), each frozen 2026-12-03 before "
+               "its runs.")
 HEADLINE = ("a0.7b0.7", "a0.5b0.7")
 GCE_TRAINED = {"gce_q04": "gce_q04", "gce": "gce_q07"}  # trained arm -> reported name
 GCE_Q = {"gce_q04": 0.4, "gce_q07": 0.7}
@@ -197,7 +203,8 @@ def markdown(runs: list[dict], entries: list[dict], notes: dict[str, str], confi
              expected: list[tuple]) -> str:
     """The report: missing runs, per-setting tables, memorisation check, gain at ~800 vs the end, decision."""
     datasets = sorted({r["dataset"] for r in runs})
-    lines = ["# The long-horizon study", "", PROTOCOL, "",
+    protocol = PROTOCOL_V2 if any(r["loss"] in VERSION_2_ARMS for r in runs) else PROTOCOL
+    lines = ["# The long-horizon study", "", protocol, "",
              f"Configuration `{config.name}`: {config.iterations} iterations, datasets {', '.join(datasets)}. "
              "Clean-test Dice x100, mean over datasets [95 % t-interval over datasets]; differences paired by "
              "dataset, in Dice points.", ""]

@@ -24,7 +24,7 @@ from benchmarks import horizon, repair_report
 from benchmarks.repair_audit import AUDIT_ARM, audit_run
 from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES, repair_run
 from benchmarks.studykit import cli, inprocess
-from benchmarks.studykit.config import StudyConfig, get_config
+from benchmarks.studykit.config import StudyConfig
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.store import ResultStore, load_runs
 from tloss_nnunet.audit.repair_rules import REPAIR_MODES
@@ -108,12 +108,7 @@ def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str
 def run(args) -> int:
     if args.summarize:
         return cli.wrote(summarize(args.out, args.horizon_runs, args.config))
-    cli.check_choices("dataset", args.datasets or [], horizon.DATASETS)
-    cli.check_choices("setting", args.settings or [], SETTINGS)
-    cli.check_workers(args)
-    config = get_config(CONFIGS, args.config)
-    datasets = args.datasets or list(horizon.CONFIG_DATASETS[config.name])
-    seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
+    config, datasets, seeds = cli.scope(args, CONFIGS, horizon.CONFIG_DATASETS, horizon.DATASETS, SETTINGS)
     work_dir = cli.work_folder(args, "repair", config)
     inprocess.activate(work_dir)  # nnU-Net reads its folders when first imported
     store = ResultStore.open(args.out, FIELDS, args.resume, key_fields=KEY_FIELDS)

@@ -175,6 +175,25 @@ def test_report_with_only_one_run_does_not_crash(tmp_path):
     assert "| dice_ce | 1 | 60.0 (n=1)" in md and "no decision" in md
 
 
+def test_summarize_cites_version_2_and_lists_its_missing_runs_once_a_variant_has_run(tmp_path):
+    def stored(run: dict) -> dict:  # the fields a record of the study has beyond what the report reads
+        final = run["log"][-1]["test_dice"]
+        return {"alpha": 0.7, "beta": 0.7, "trainer": run["loss"], "test_dice_final": final, "dice_pooled": final,
+                "dice_mean": final, "memorisation_final": 0.1, "curve": [], "iterations": 3000, "wall_s": 1.0,
+                "machine": "test", "release_seed": 101, "noise_seed": 201, **run}
+
+    out = tmp_path / "runs.json"
+    store = ResultStore.open(out, horizon.FIELDS, resume=False, key_fields=horizon.KEY_FIELDS)
+    store.add(stored(_record("101-201", "a0.7b0.7", "tloss", 0.7, 0.55)))
+    horizon.summarize(out, "horizon")
+    md = horizon.summary_path(out).with_suffix(".md").read_text()
+    assert "version 1 (frozen" in md and "version 2" not in md and "tloss_freeze" not in md
+    store.add(stored(_record("101-201", "a0.7b0.7", "tloss_freeze", 0.72, 0.56)))
+    horizon.summarize(out, "horizon")
+    md = horizon.summary_path(out).with_suffix(".md").read_text()
+    assert "version 1 and version 2" in md and "a0.5b0.7 tloss_freeze: 101-201/0" in md
+
+
 @pytest.mark.slow
 def test_smoke_study_end_to_end_resume_and_summarize(tmp_path, capsys):
     out = tmp_path / "h_runs.json"

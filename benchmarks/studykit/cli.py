@@ -15,12 +15,12 @@ from pathlib import Path
 
 from tloss_nnunet.errors import InputError
 
-from .config import StudyConfig
+from .config import StudyConfig, get_config
 from .driver import Job, run_jobs
 from .store import ResultStore, load_runs
 
-__all__ = ["check_choices", "check_workers", "execute", "guarded", "parser", "records", "unique", "work_folder",
-           "wrote"]
+__all__ = ["check_choices", "check_workers", "execute", "guarded", "parser", "records", "scope", "unique",
+           "work_folder", "wrote"]
 
 
 def parser(doc: str, configs: dict[str, StudyConfig], default_out: Path, default_config: str = "cpu",
@@ -74,6 +74,20 @@ def wrote(paths: Iterable[Path]) -> int:
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def scope(args: argparse.Namespace, configs: dict[str, StudyConfig], config_datasets: dict[str, Sequence[str]],
+          known_datasets: Iterable[str], settings: Iterable[str]) -> tuple[StudyConfig, list[str], tuple[int, ...]]:
+    """Check ``--datasets``, ``--settings`` and ``--workers`` of a study over named datasets; return its configuration,
+    the datasets to run (``--datasets``, else the configuration's) and the seeds (``--seeds``, else the
+    configuration's)."""
+    check_choices("dataset", args.datasets or [], known_datasets)
+    check_choices("setting", args.settings or [], settings)
+    check_workers(args)
+    config = get_config(configs, args.config)
+    datasets = args.datasets or list(config_datasets[config.name])
+    seeds = tuple(args.seeds) if args.seeds is not None else config.seeds
+    return config, datasets, seeds
 
 
 def work_folder(args: argparse.Namespace, study: str, config: StudyConfig) -> Path:
