@@ -180,3 +180,22 @@ def test_ignore_pixels_need_the_ignore_label_in_the_trainer(smoke):
     for arm in ("dice_ce", "tloss"):
         trainer = train(arm, 0, marked, config, clean.name, ignore_label=IGNORE_VALUE)
         assert trainer.label_manager.ignore_label == IGNORE_VALUE
+
+
+@pytest.mark.slow
+def test_gallery_of_the_smoke_audit_names_each_cases_truth(smoke, capsys):
+    from PIL import Image
+
+    from benchmarks import repair_gallery
+
+    argv = ["--dataset", "101-201", "--setting", "a0.7b0.7", "--config", "smoke", "--results", str(smoke["out"]),
+            "--work-dir", str(smoke["work"]), "--cases", "3"]
+    assert repair_gallery.main(argv) == 0
+    png = smoke["root"] / "repair_gallery_101-201_a0.7b0.7_ignore.png"
+    assert f"wrote {png}" in capsys.readouterr().out
+    with Image.open(png) as picture:
+        assert picture.size == (5 * 240, 3 * 240)  # 5 panels x 3 cases, 3 inches at 80 dpi each
+    assert repair_gallery.main([*argv[:-2], "--cases", "9"]) == 2
+    assert "--cases must be in 1..8" in capsys.readouterr().err
+    assert repair_gallery.main([*argv[:3], "a0.3b0.7", *argv[4:]]) == 2  # no audit of that setting
+    assert "no audit of 101-201 a0.3b0.7" in capsys.readouterr().err

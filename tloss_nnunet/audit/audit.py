@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from tloss_nnunet.audit.checks import check_cases, reader_for
+from tloss_nnunet.audit.gallery import image_view, middle_slice
 from tloss_nnunet.audit.model import AuditedModel, assign_folds, load_model, not_held_out_note, skipped_folds_note
 from tloss_nnunet.audit.ownership import claim_output
 from tloss_nnunet.audit.predict import (
@@ -27,7 +27,7 @@ from tloss_nnunet.audit.predict import (
     read_probabilities,
 )
 from tloss_nnunet.audit.provenance import audit_record, write_audit_record
-from tloss_nnunet.audit.report import GalleryCase, middle_slice, write_csv, write_gallery, write_markdown
+from tloss_nnunet.audit.report import GalleryCase, write_csv, write_gallery, write_markdown
 from tloss_nnunet.audit.scores import DEFAULT_RANKING, CaseScores, case_scores, rank
 from tloss_nnunet.errors import InputError
 
@@ -54,13 +54,6 @@ class AuditResult:
 
 def _has_nu(losses: dict[int, FoldLoss]) -> bool:
     return all(loss.log_nu is not None for loss in losses.values())
-
-
-def _gallery_image(image: np.ndarray) -> np.ndarray:
-    """(C, *spatial) image -> 2D grey, or (H, W, 3) colour for three channels."""
-    if image.shape[0] == 3:
-        return np.stack([middle_slice(image[c]) for c in range(3)], axis=-1)
-    return middle_slice(image[0])
 
 
 def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, folds: list[int] | None = None, *,
@@ -180,6 +173,6 @@ def _gallery(model: AuditedModel, top: list[CaseScores], rank_by: str, reader, o
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise OSError(f"the segmentation of case {s.case} (fold {s.extra['fold']}) cannot be read ({reason}); "
                           "its files were removed: run the audit again to predict it afresh") from None
-        gallery.append(GalleryCase(s.case, position, _gallery_image(image), middle_slice(label[0]),
+        gallery.append(GalleryCase(s.case, position, image_view(image), middle_slice(label[0]),
                                    middle_slice(prediction[0]), getattr(s, rank_by), rank_by))
     return gallery

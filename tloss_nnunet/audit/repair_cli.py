@@ -35,9 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "by --mode: 'ignore' turns the pixels where the held-out prediction confidently disagrees with the label "
         "(its class differs and its probability is >= --confidence) into nnU-Net's ignore label, 'replace' makes "
         "the label the held-out prediction, 'drop' leaves the case out. Images and the other labels are "
-        "hard-linked (copied across file systems); the source dataset is never changed. Refuses, writing "
-        "nothing, a dataset changed since the audit and an ID that exists. --mode and the rule have no default "
-        "yet: the repair study will set them.",
+        "hard-linked (copied across file systems); the source dataset is never changed. repair.png (the "
+        "repaired cases before and after) and repair.json (what was done, with digests) go into the new dataset. "
+        "Refuses, writing nothing, a dataset changed since the audit and an ID that exists. --mode and the rule "
+        "have no default yet: the repair study will set them.",
     )
     p.add_argument("audit_dir", metavar="AUDIT_DIR", help="output folder of tloss-nnunet suspects")
     p.add_argument("--out-id", type=int, required=True, metavar="ID",

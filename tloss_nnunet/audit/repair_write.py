@@ -1,4 +1,5 @@
-"""Fill a staged repaired dataset folder: images and untouched labels linked, chosen labels rewritten, dataset.json.
+"""Fill a staged repaired dataset folder: images and untouched labels linked, chosen labels rewritten, dataset.json,
+and ``repair.png`` (the chosen cases before and after, :mod:`tloss_nnunet.audit.repair_gallery`).
 
 Called by :func:`tloss_nnunet.audit.repair.repair_dataset` inside its staging folder, which is removed on any
 error, so a refusal found here (probabilities that do not fit the dataset) still leaves nothing behind.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tloss_nnunet.atomic import link_or_copy
 from tloss_nnunet.audit.predict import prediction_folder, read_probabilities
+from tloss_nnunet.audit.repair_gallery import GALLERY_CASES, GALLERY_FILE, RepairView, repair_view, write_repair_gallery
 from tloss_nnunet.audit.repair_rules import changed_pixels, repaired_label
 from tloss_nnunet.errors import InputError
 from tloss_nnunet.interrupts import deferred_interrupts
@@ -39,26 +41,38 @@ def _reader(source: _Source):
 
 
 def _repair_case(reader, source: _Source, case: str, probabilities_folder: Path, destination: Path | None,
-                 mode: str, ignore_value: int | None, confidence: float) -> tuple[int, int]:
-    """Write ``case``'s repaired label to ``destination`` (None: dropped); return (changed pixels, pixels)."""
+                 mode: str, ignore_value: int | None, confidence: float,
+                 rank: int | None = None) -> tuple[int, int, RepairView | None]:
+    """Write ``case``'s repaired label to ``destination`` (None: dropped); return (changed pixels, pixels) and,
+    when ``rank`` is given, the case's views for repair.png."""
     label, properties = reader.read_seg(source.cases[case]["label"])
-    if mode == "drop":
-        return changed_pixels(label[0], None), int(label.size)
-    probabilities = read_probabilities(probabilities_folder, case)
-    if probabilities is None:
-        raise InputError(f"the audit's probabilities of case {case} are missing or unreadable "
-                         f"({probabilities_folder / (case + '.npz')}); run tloss-nnunet suspects again")
-    classes = len([k for k in source.dataset_json["labels"] if k != "ignore"])
-    if probabilities.shape != (classes, *label.shape[1:]):
-        raise InputError(f"the audit's probabilities of case {case} have shape {probabilities.shape}, but its label "
-                         f"{label.shape[1:]} and the dataset {classes} classes: the audit is not of this dataset")
-    try:
-        repaired = repaired_label(label[0], probabilities, mode, ignore_value, confidence)
-    except ValueError as err:
-        raise InputError(f"case {case}: {err}") from None
-    assert repaired is not None
-    reader.write_seg(repaired, str(destination), properties)
-    return changed_pixels(label[0], repaired), int(label.size)
+    repaired = probabilities = None
+    if mode != "drop":
+        probabilities = read_probabilities(probabilities_folder, case)
+        if probabilities is None:
+            raise InputError(f"the audit's probabilities of case {case} are missing or unreadable "
+                             f"({probabilities_folder / (case + '.npz')}); run tloss-nnunet suspects again")
+        classes = len([k for k in source.dataset_json["labels"] if k != "ignore"])
+        if probabilities.shape != (classes, *label.shape[1:]):
+            raise InputError(f"the audit's probabilities of case {case} have shape {probabilities.shape}, but its "
+                             f"label {label.shape[1:]} and the dataset {classes} classes: the audit is not of this "
+                             "dataset")
+        try:
+            repaired = repaired_label(label[0], probabilities, mode, ignore_value, confidence)
+        except ValueError as err:
+            raise InputError(f"case {case}: {err}") from None
+        assert repaired is not None
+        reader.write_seg(repaired, str(destination), properties)
+    changed, pixels = changed_pixels(label[0], repaired), int(label.size)
+    view = None
+    if rank is not None:
+        image, _ = reader.read_images(source.cases[case]["images"])
+        if probabilities is None:  # drop: the prediction that made the case suspect, shown when the audit has it
+            probabilities = read_probabilities(probabilities_folder, case)
+        fits = probabilities is not None and probabilities.shape[1:] == label.shape[1:]
+        prediction = probabilities.argmax(0) if probabilities is not None and fits else None
+        view = repair_view(case, rank, image, label[0], prediction, repaired, changed / pixels)
+    return changed, pixels, view
 
 
 def _generate_dataset_json(folder: Path, source: _Source, labels: dict, num_training: int, record: dict) -> None:
@@ -90,11 +104,15 @@ def write_dataset(folder: Path, source: _Source, audit_dir: Path, audit: dict, c
     (folder / "imagesTr").mkdir(parents=True)
     (folder / "labelsTr").mkdir()
     dropped = set()
+    views = []
     for rank, (case, score) in enumerate(chosen, start=1):  # ``chosen`` is the top of the ranking
         target = None if mode == "drop" else folder / "labelsTr" / f"{case}{ending}"
-        changed, pixels = _repair_case(reader, source, case,
-                                       prediction_folder(audit_dir, audit["cases"][case]["fold"]), target, mode,
-                                       ignore_value, confidence)
+        changed, pixels, view = _repair_case(reader, source, case,
+                                             prediction_folder(audit_dir, audit["cases"][case]["fold"]), target,
+                                             mode, ignore_value, confidence,
+                                             rank if rank <= GALLERY_CASES else None)
+        if view is not None:
+            views.append(view)
         record["cases"].append({"case": case, "rank": rank, "score": score, "changed_pixels": changed,
                                 "changed_fraction": round(changed / pixels, 6), "dropped": mode == "drop",
                                 "held_out": bool(audit["cases"][case]["held_out"])})
@@ -113,3 +131,4 @@ def write_dataset(folder: Path, source: _Source, audit_dir: Path, audit: dict, c
                 if path.is_file() and not path.name.startswith("."):
                     link_or_copy(path, folder / extra / path.name)
     _generate_dataset_json(folder, source, labels, len(kept), record)
+    write_repair_gallery(folder / GALLERY_FILE, views, ignore_value)

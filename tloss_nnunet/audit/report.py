@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tloss_nnunet.atomic import atomic_target, write_text
+from tloss_nnunet.atomic import write_text
+from tloss_nnunet.audit.gallery import draw_rows
 from tloss_nnunet.audit.scores import SCORE_NAMES, CaseScores
 
 __all__ = ["CSV_COLUMNS", "GalleryCase", "write_csv", "write_gallery", "write_markdown"]
@@ -82,42 +83,17 @@ class GalleryCase:
         self.image, self.label, self.prediction = image, label, prediction
 
 
-def middle_slice(array: np.ndarray) -> np.ndarray:
-    """(*spatial) -> 2D: the middle slice along the first axis until two axes are left (2D stays as is)."""
-    while array.ndim > 2:
-        array = array[array.shape[0] // 2]
-    return array
-
-
 def write_gallery(path: Path, cases: Sequence[GalleryCase]) -> None:
     """One row per case: image, given label, prediction, and their disagreement (red: label only, blue:
     prediction only), titled with rank, case and score."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = max(len(cases), 1)
-    fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
-    for row, item in zip(axes, cases):
-        image = item.image.astype(float)
-        span = float(image.max() - image.min()) or 1.0
-        image = (image - image.min()) / span
+    rows = []
+    for item in cases:
         label, prediction = item.label > 0, item.prediction > 0
         disagreement = np.zeros((*label.shape, 3))
         disagreement[label & ~prediction] = (0.85, 0.1, 0.1)
         disagreement[prediction & ~label] = (0.1, 0.3, 0.9)
         disagreement[label & prediction] = (0.75, 0.75, 0.75)
-        panels = ((image, "image"), (item.label, "given label"), (item.prediction, "prediction"),
-                  (disagreement, "red: label only, blue: prediction only"))
-        for ax, (picture, title) in zip(row, panels):
-            ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray", interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-        row[0].set_title(f"#{item.rank} {item.case}\n{item.score_name} = {item.score:.4g}", fontsize=9)
-    for ax in axes.ravel()[len(cases) * 4:]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+        rows.append((f"#{item.rank} {item.case}, {item.score_name} = {item.score:.4g}",
+                     [(item.image, "image"), (item.label, "given label"), (item.prediction, "prediction"),
+                      (disagreement, "red: label only, blue: prediction only")]))
+    draw_rows(path, rows, columns=4)
