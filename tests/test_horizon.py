@@ -192,6 +192,12 @@ def test_summarize_cites_version_2_and_lists_its_missing_runs_once_a_variant_has
     horizon.summarize(out, "horizon")
     md = horizon.summary_path(out).with_suffix(".md").read_text()
     assert "version 1 and version 2" in md and "a0.5b0.7 tloss_freeze: 101-201/0" in md
+    # tloss_freeze has a0.7b0.7 only, tloss too: same datasets, a decision; then a0.5b0.7 for tloss alone
+    assert "Winner by the protocol's rule: **tloss_freeze" in md
+    store.add(stored(_record("101-201", "a0.5b0.7", "tloss", 0.7, 0.55)))
+    horizon.summarize(out, "horizon")
+    md = horizon.summary_path(out).with_suffix(".md").read_text()
+    assert "No decision yet" in md and "(fewer: tloss_freeze, tloss_freeze_best)" in md and "Winner" not in md
 
 
 @pytest.mark.slow
