@@ -145,6 +145,19 @@ def test_summarize_remakes_the_committed_table_byte_for_byte(study, name, tmp_pa
     assert out.with_suffix(".md").read_bytes() == (RESULTS / f"{name}.md").read_bytes()
 
 
+def test_the_finished_long_horizon_tables_come_out_byte_for_byte(tmp_path):
+    """The long-horizon study (versions 1 and 2, complete) and, beside it, its stock-command check, which reads
+    the in-process summary for its comparison column."""
+    from benchmarks import horizon, horizon_nnunet
+
+    for name in ("horizon_runs.json", "horizon_nnunet_runs.json"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    assert horizon.main(["--summarize", "--out", str(tmp_path / "horizon_runs.json")]) == 0
+    assert horizon_nnunet.main(["--summarize", "--out", str(tmp_path / "horizon_nnunet_runs.json")]) == 0
+    for table in ("horizon.md", "horizon.json", "horizon_nnunet.md", "horizon_nnunet.json"):
+        assert (tmp_path / table).read_bytes() == (RESULTS / table).read_bytes(), table
+
+
 def test_the_memorisation_grid_view_remakes_the_committed_grid(tmp_path):
     out = tmp_path / "memorisation.json"
     shutil.copy(RESULTS / "memorisation.json", out)
