@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import horizon_report
 from benchmarks.studykit import cli, inprocess
-from benchmarks.studykit.config import StudyConfig
+from benchmarks.studykit.config import SMOKE_FINGERPRINT_SAMPLES, StudyConfig
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.store import ResultStore
 from tloss_nnunet.errors import InputError
@@ -68,7 +68,8 @@ CONFIGS: dict[str, StudyConfig] = {
                                              "60 epochs of 50 iterations, logged every epoch"),
     "smoke": StudyConfig(name="smoke", n_train=10, n_val=2, n_test=4, image_size=32, iterations=24,
                          iterations_per_epoch=4, batch_size=4, log_every=4, features=(4, 8, 16), seeds=(0,),
-                         release_min_size=40, release_max_size=56, notes="plumbing check; the numbers mean nothing"),
+                         release_min_size=40, release_max_size=56, fingerprint_samples=SMOKE_FINGERPRINT_SAMPLES,
+                         notes="plumbing check; the numbers mean nothing"),
 }
 
 #: The datasets a configuration runs by default.

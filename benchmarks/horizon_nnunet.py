@@ -1,18 +1,19 @@
 """The long-horizon check inside nnU-Net: the default T-Loss trainer vs nnU-Net's stock trainer, stock commands.
 
-Protocol: ``benchmarks/horizon-protocol.md``, addendum 1.1 (frozen before its runs). The long-horizon study's
-datasets (``benchmarks/horizon.py``, the same converted folders), each trained with ``nnUNetv2_train`` on
+Protocol: ``benchmarks/horizon-protocol.md``, addenda 1.1 and 1.2 (each frozen before its runs). The long-horizon
+study's datasets (``benchmarks/horizon.py``, the same converted folders), each trained with ``nnUNetv2_train`` on
 nnU-Net's fold-0 split of its 20 training cases (16 train, 4 validation cases whose labels stay noisy: the split
-the in-process study uses, installed as ``splits_final.json``), for the study's 3000 iterations with nnU-Net's
-full pipeline (augmentation, poly learning rate, deep supervision, validation and checkpointing), at the study's
-network widths (the ``_study`` trainers). Each run predicts the clean test cases with ``checkpoint_final.pth``
-and with nnU-Net's own ``checkpoint_best.pth`` (its moving average of the pseudo Dice on the noisy validation
-cases) and scores both with ``nnUNetv2_evaluate_folder``. nnU-Net does not seed its training: one run per dataset
-and arm, compared paired by dataset.
+the in-process study uses, installed as ``splits_final.json``), for the study's 3000 iterations with nnU-Net's full
+pipeline (augmentation, poly learning rate, deep supervision, validation and checkpointing), at the study's network
+widths (the ``_study`` trainers). Each run predicts the clean test cases with ``checkpoint_final.pth`` and with
+nnU-Net's own ``checkpoint_best.pth`` (its moving average of the pseudo Dice on the noisy validation cases) and
+scores both with ``nnUNetv2_evaluate_folder``. nnU-Net does not seed its training: one run per dataset and arm,
+compared paired by dataset.
 
 Usage (from the repository root)::
 
     python -m benchmarks.horizon_nnunet --resume --workers 1 --work-dir /work/horizon_work
+    python -m benchmarks.horizon_nnunet --resume --arms tloss_freeze --workers 1 --work-dir /work/horizon_work
     python -m benchmarks.horizon_nnunet --summarize
     python -m benchmarks.horizon_nnunet --config smoke --out /tmp/hn_runs.json --work-dir /tmp/hn
 """
@@ -40,7 +41,8 @@ FIELDS: tuple[str, ...] = ("alpha", "beta", "trainer", "dice_mean", "dice_pooled
                            "noise_seed")
 
 SETTINGS: tuple[str, ...] = ("a0.7b0.7", "clean")
-ARMS: tuple[str, ...] = ("dice_ce", "tloss")
+#: dice_ce and tloss: addendum 1.1; tloss_freeze (version 2's trainer): addendum 1.2.
+ARMS: tuple[str, ...] = ("dice_ce", "tloss", "tloss_freeze")
 BEST_CHECKPOINT = "checkpoint_best.pth"
 
 CONFIGS: dict[str, StudyConfig] = {

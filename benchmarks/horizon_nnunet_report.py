@@ -5,7 +5,9 @@ Each run gives two entries: its arm with ``checkpoint_final.pth`` (``dice_ce``, 
 ``checkpoint_best.pth`` (``dice_ce_best``, ``tloss_best``). Statistics over datasets, 95 % Student-t intervals,
 differences paired by dataset, Dice bounds [0, 1] and differences [-1, 1] (:mod:`benchmarks.studykit.stats`).
 Beside them, the in-process study's difference on the same datasets (``horizon.json`` next to the output), so
-that the signs can be compared.
+that the signs can be compared. Addendum 1.2's decision: the T-Loss recipe with the highest noisy-validation
+Dice inside nnU-Net (its moving average of the pseudo Dice: at the last epoch for a final-checkpoint arm, its
+maximum for a ``_best`` arm), averaged over the datasets and settings, and whether it confirms version 2's pick.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from .studykit.config import StudyConfig
 from .studykit.plots import figure
 from .studykit.stats import format_cell, over_datasets, paired
 
-PROTOCOL = ("Protocol: [`horizon-protocol.md`](../horizon-protocol.md), addendum 1.1 (frozen 2026-12-03, before "
-            "its runs).")
-ARM_ORDER = ("dice_ce", "dice_ce_best", "tloss", "tloss_best")
+PROTOCOL = ("Protocol: [`horizon-protocol.md`](../horizon-protocol.md), addenda 1.1 and 1.2 (frozen 2026-12-03, "
+            "each before its runs).")
+ARM_ORDER = ("dice_ce", "dice_ce_best", "tloss", "tloss_best", "tloss_freeze", "tloss_freeze_best")
+#: Addendum 1.2: the T-Loss recipes its rule compares, the one version 2 picked in process, and the default.
+RECIPES = ("tloss", "tloss_best", "tloss_freeze", "tloss_freeze_best")
+VERSION_2_PICK = "tloss_freeze_best"
+DEFAULT_RECIPE = "tloss"
 DICE, DIFF = (0.0, 1.0), (-1.0, 1.0)
 BEST = "checkpoint_best.pth"
 
@@ -41,6 +47,67 @@ def derive(runs: list[dict]) -> list[dict]:
             entries.append({**base, "arm": f"{run['loss']}_best", "final": {
                 "checkpoint": BEST, "test_dice_pooled": best["dice_pooled"], "test_dice_mean": best["dice_mean"]}})
     return entries
+
+
+def validation_dice(run: dict, best: bool) -> float | None:
+    """nnU-Net's moving average of the pseudo Dice on the noisy validation cases at the checkpoint the arm keeps:
+    the last epoch's (``checkpoint_final.pth``) or its maximum (``checkpoint_best.pth``, the epoch it kept)."""
+    ema = (run.get("nnunet_log") or {}).get("ema_fg_dice") or []
+    if not ema:
+        return None
+    return float(max(ema) if best else ema[-1])
+
+
+def decision(runs: list[dict], expected: list[tuple]) -> dict:
+    """Addendum 1.2's rule: per recipe the mean validation Dice over its (dataset, setting) runs; the pick when
+    every planned run of the recipes is in (``pick`` None otherwise) and whether it is version 2's pick."""
+    planned = {(d, s, a) for d, s, a, _ in expected if a in {r.removesuffix("_best") for r in RECIPES}}
+    done = {(r["dataset"], r["setting"], r["loss"]) for r in runs}
+    scores: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for recipe in RECIPES:
+        arm, best = recipe.removesuffix("_best"), recipe.endswith("_best")
+        values = [v for r in runs if r["loss"] == arm and (v := validation_dice(r, best)) is not None]
+        if values:
+            scores[recipe], counts[recipe] = float(np.mean(values)), len(values)
+    complete = planned <= done and len(scores) == len(RECIPES)
+    pick = max(scores, key=scores.__getitem__) if complete else None
+    return {"validation_dice": scores, "runs": counts, "pick": pick,
+            "confirmed": None if pick is None else pick == VERSION_2_PICK}
+
+
+def _decision_lines(runs: list[dict], entries: list[dict], expected: list[tuple]) -> list[str]:
+    result = decision(runs, expected)
+    if not result["validation_dice"]:
+        return []
+    settings = list(dict.fromkeys(s for _, s, _, _ in expected))
+    lines = ["## Addendum 1.2: the default recipe", "",
+             "Noisy-validation Dice x100 inside nnU-Net (its moving average of the pseudo Dice on the 4 validation "
+             "cases: last epoch for `checkpoint_final.pth`, maximum for `checkpoint_best.pth`), mean over datasets "
+             "and settings; clean-test Dice against the default (`tloss`), paired by dataset, beside it and not "
+             "used to decide.", "",
+             "| recipe | runs | validation Dice | " + " | ".join(f"test vs tloss pooled, {s}" for s in settings) + " |",
+             "|---|---|---|" + "---|" * len(settings)]
+    for recipe in RECIPES:
+        if recipe not in result["validation_dice"]:
+            continue
+        cells = []
+        for setting in settings:
+            own = _per_dataset(entries, setting, recipe, "test_dice_pooled")
+            base = _per_dataset(entries, setting, DEFAULT_RECIPE, "test_dice_pooled")
+            cells.append("-" if recipe == DEFAULT_RECIPE or not own or not base
+                         else format_cell(paired(own, base, bounds=DIFF)))
+        lines.append(f"| {recipe} | {result['runs'][recipe]} | {100 * result['validation_dice'][recipe]:.1f} | "
+                     + " | ".join(cells) + " |")
+    if result["pick"] is None:
+        lines += ["", "No pick while planned runs of these recipes are missing."]
+    else:
+        verdict = ("confirms version 2's pick: `nnUNetTrainerTLoss_freeze` with `checkpoint_best.pth` becomes the "
+                   "default recipe" if result["confirmed"] else
+                   f"does not confirm version 2's pick (`{VERSION_2_PICK}`): the default stays `nnUNetTrainerTLoss` "
+                   "with `checkpoint_final.pth`")
+        lines += ["", f"The rule picks **{result['pick']}**, which {verdict}."]
+    return [*lines, ""]
 
 
 def _per_dataset(entries: list[dict], setting: str, arm: str, field: str) -> dict[str, float]:
@@ -106,6 +173,7 @@ def markdown(runs: list[dict], entries: list[dict], config: StudyConfig, expecte
     for setting in dict.fromkeys(s for _, s, _, _ in expected):
         if any(e["setting"] == setting for e in entries):
             lines += _setting_table(entries, setting, inprocess)
+    lines += _decision_lines(runs, entries, expected)
     lines += [f"![nnU-Net's validation pseudo Dice]({plot_name})", ""]
     return "\n".join(lines)
 

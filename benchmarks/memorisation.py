@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks import grid_view, memorisation_report
 from benchmarks.studykit import cli, commands, inprocess
 from benchmarks.studykit.arms import ARMS, SCHEDULES
-from benchmarks.studykit.config import StudyConfig, get_config
+from benchmarks.studykit.config import SMOKE_FINGERPRINT_SAMPLES, StudyConfig, get_config
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.grid import SETTINGS
 from benchmarks.studykit.store import ResultStore
@@ -45,7 +45,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 CONFIGS: dict[str, StudyConfig] = {
     "smoke": StudyConfig(name="smoke", n_train=6, n_val=2, n_test=4, image_size=32, iterations=8,
                          iterations_per_epoch=4, batch_size=4, log_every=4, features=(4, 8, 16), seeds=(0,),
-                         release_min_size=40, release_max_size=56, notes="plumbing check; the numbers mean nothing"),
+                         release_min_size=40, release_max_size=56, fingerprint_samples=SMOKE_FINGERPRINT_SAMPLES,
+                         notes="plumbing check; the numbers mean nothing"),
     "cpu": StudyConfig(name="cpu", n_train=16, n_val=4, n_test=48, image_size=64, iterations=800,
                        iterations_per_epoch=50, batch_size=8, log_every=50, features=(8, 16, 32, 64, 128),
                        notes="few training cases, light augmentation, many passes: the regime where a network "

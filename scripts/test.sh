@@ -7,8 +7,9 @@
 #
 # Tests run on one pytest-xdist worker per core (TLOSS_TEST_WORKERS overrides, 0 = in this process), each worker
 # with one thread (OMP_NUM_THREADS=1 unless set): torch's default of one thread per core in every worker
-# oversubscribes the cores. A module's tests stay on one worker (--dist loadgroup, tests/conftest.py); the tiny
-# nnU-Net model several modules share is trained once, by the first worker that needs it.
+# oversubscribes the cores; OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE unless set). A module's tests
+# stay on one worker (--dist loadgroup, tests/conftest.py), the longest modules first (--no-loadscope-reorder keeps
+# conftest's order); the tiny nnU-Net model several modules share is trained once, by the first worker needing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -28,5 +29,8 @@ echo "==> pytest"
 workers="${TLOSS_TEST_WORKERS:-auto}"
 if [ "$workers" != "0" ]; then
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    # nnU-Net's train and predict commands set torch's threads to the core count whatever OMP_NUM_THREADS says;
+    # two of them on two cores slow each other badly while OpenMP's idle threads spin instead of sleeping.
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 fi
-exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadgroup "${marker[@]}" "$@"
+exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "${marker[@]}" "$@"

@@ -34,10 +34,22 @@ def trained_tloss_model(tmp_path_factory, worker_id: str) -> dict:
     return layout
 
 
+#: The modules that take longest (``scripts/test.sh --durations=25``: 50-170 s each, mostly stock nnU-Net commands),
+#: longest first. They are handed out first, so that the two workers of the 2-core machine finish together
+#: instead of one running the longest module alone at the end.
+LONGEST_MODULES = ("test_demo", "test_robustness_nnunet", "test_gpu_check", "test_audit_faults", "test_suspects_cli",
+                   "test_nnunet_e2e", "test_horizon", "test_repair_e2e", "test_repair_study", "test_audit_parts")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``--dist loadgroup`` (scripts/test.sh), a module's tests stay on one worker, so a module-scoped
-    fixture (a converted release, a trained smoke study) is built once."""
+    fixture (a converted release, a trained smoke study) is built once; the :data:`LONGEST_MODULES` come first
+    (scripts/test.sh passes ``--no-loadscope-reorder``, which keeps this order)."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.module.__name__ if item.module else "", len(rank)),
+                                 position[id(item)]))

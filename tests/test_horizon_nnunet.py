@@ -24,9 +24,9 @@ def _record(dataset: str, setting: str, arm: str, final: float, best: float) -> 
 
 def test_plan_runs_the_headline_setting_first_on_every_dataset():
     plan = horizon_nnunet.plan(["d1", "d2"])
-    assert plan[:4] == [("d1", "a0.7b0.7", "dice_ce", 0), ("d1", "a0.7b0.7", "tloss", 0),
-                        ("d2", "a0.7b0.7", "dice_ce", 0), ("d2", "a0.7b0.7", "tloss", 0)]
-    assert {s for _, s, _, _ in plan[4:]} == {"clean"}
+    arms = ("dice_ce", "tloss", "tloss_freeze")
+    assert plan[:6] == [(d, "a0.7b0.7", a, 0) for d in ("d1", "d2") for a in arms]
+    assert {s for _, s, _, _ in plan[6:]} == {"clean"}
     assert horizon_nnunet.plan(["d1"], settings=["clean"], arms=["tloss"]) == [("d1", "clean", "tloss", 0)]
 
 
@@ -87,3 +87,30 @@ def test_report_pairs_arms_by_dataset_and_names_missing_runs(tmp_path):
     # tloss - dice_ce per dataset: +6 and +8 points -> mean 7.0; in-process: +10 on both datasets
     assert "| 2 |" in tloss_row and "7.0 [" in tloss_row and tloss_row.rstrip(" |").endswith("10.0 [10.0, 10.0]")
     assert "missing: clean tloss d1" in text
+
+
+def _with_ema(record: dict, ema: list[float]) -> dict:
+    return {**record, "nnunet_log": {"mean_fg_dice": ema, "ema_fg_dice": ema}}
+
+
+def test_addendum_1_2_rule_reads_nnunets_moving_average_and_waits_for_every_planned_run(tmp_path):
+    # tloss: last 0.60, max 0.70; tloss_freeze: last 0.65, max 0.68 -> tloss_best (0.70) wins: not confirmed
+    runs = [_with_ema(_record(d, s, "tloss", 0.7, 0.7), [0.5, 0.7, 0.6]) for d in ("d1", "d2") for s in ("n", "c")]
+    runs += [_with_ema(_record(d, s, "tloss_freeze", 0.72, 0.7), [0.5, 0.68, 0.65])
+             for d in ("d1", "d2") for s in ("n", "c")]
+    expected = [(d, s, a, 0) for d in ("d1", "d2") for s in ("n", "c") for a in ("tloss", "tloss_freeze")]
+    result = horizon_nnunet_report.decision(runs, expected)
+    assert result["validation_dice"] == pytest.approx({"tloss": 0.6, "tloss_best": 0.7, "tloss_freeze": 0.65,
+                                                       "tloss_freeze_best": 0.68})
+    assert (result["pick"], result["confirmed"]) == ("tloss_best", False)
+    runs[-1] = _with_ema(runs[-1], [0.5, 0.95, 0.9])  # one run lifts the freeze's best rule above the default's
+    assert horizon_nnunet_report.decision(runs, expected)["confirmed"] is True
+    assert horizon_nnunet_report.decision(runs[:-1], expected)["pick"] is None  # a planned run is missing
+    out = tmp_path / "horizon_nnunet.json"
+    horizon_nnunet_report.write_summary(runs, out, horizon_nnunet.CONFIGS["horizon"], expected)
+    text = out.with_suffix(".md").read_text()
+    assert "The rule picks **tloss_freeze_best**, which confirms version 2's pick" in text
+    addendum = text[text.index("## Addendum 1.2"):].splitlines()
+    row = next(line for line in addendum if line.startswith("| tloss_freeze |"))
+    assert row.startswith("| tloss_freeze | 4 | ")
+    assert row.endswith(" | 2.0 [2.0, 2.0] | 2.0 [2.0, 2.0] |")  # clean test: 0.72 - 0.70 on both datasets

@@ -192,3 +192,11 @@ def test_trainer_lookup_adds_no_heavy_module_and_no_kit() -> None:
         "print(json.dumps({'found': found, 'added_heavy': sorted((ours - stock) & set(" + repr(HEAVY) + ")),\n"
         "                  'monai_or_cv2': sorted(ours & {'monai', 'cv2'}), 'other_parts': parts}))\n")
     assert result == {"found": "nnUNetTrainerTLoss_tiny", "added_heavy": [], "monai_or_cv2": [], "other_parts": []}
+
+
+def test_the_longest_modules_conftest_hands_out_first_exist():
+    from conftest import LONGEST_MODULES
+
+    tests = Path(__file__).resolve().parent
+    assert len(set(LONGEST_MODULES)) == len(LONGEST_MODULES)
+    assert [name for name in LONGEST_MODULES if not (tests / f"{name}.py").is_file()] == []

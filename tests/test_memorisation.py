@@ -115,7 +115,7 @@ def test_nnunet_check_trainers_are_found_and_narrowed(monkeypatch, tmp_path):
 
     from benchmarks.studykit.commands import CommandEngine
     from benchmarks.studykit.data import Family
-    from tloss_nnunet.nnunet import nnUNetTrainerTLoss
+    from tloss_nnunet.nnunet import nnUNetTrainerTLoss, nnUNetTrainerTLoss_freeze
     from tloss_nnunet.repro.study_trainers import STUDY_SIZES_VARIABLE
 
     # the stock-command engine's environment: the kit's shim finds the _study trainers, sized by the config
@@ -124,6 +124,7 @@ def test_nnunet_check_trainers_are_found_and_narrowed(monkeypatch, tmp_path):
         monkeypatch.setenv(variable, env[variable])
     classes = {arm: recursive_find_trainer_class_by_name(name) for arm, name in SCHEDULES["study"].items()}
     assert issubclass(classes["tloss"], nnUNetTrainerTLoss) and not issubclass(classes["dice_ce"], nnUNetTrainerTLoss)
+    assert issubclass(classes["tloss_freeze"], nnUNetTrainerTLoss_freeze)
     arch = {"n_stages": 5, "features_per_stage": [32, 64, 128, 256, 512], "conv_op": "torch.nn.modules.conv.Conv2d",
             "kernel_sizes": [[3, 3]] * 5, "strides": [[1, 1]] + [[2, 2]] * 4, "n_conv_per_stage": [2] * 5,
             "n_conv_per_stage_decoder": [2] * 4, "conv_bias": True,

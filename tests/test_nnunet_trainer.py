@@ -29,6 +29,7 @@ from tloss_nnunet.repro.synthetic_datasets import write_synthetic_dataset
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 DATASETS = {"2d": (611, "2d", 8, 32), "3d": (612, "3d_fullres", 6, 24), "regions_ignore": (613, "2d", 8, 32)}
+FINGERPRINT_SAMPLES = 10**6  # nnU-Net's 10^8 cost ~20 CPU-s per tiny dataset; its statistics are not tested here
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def prepared(nnunet_dirs):
             dataset_id, configuration, n, size = DATASETS[kind]
             write_synthetic_dataset(str(nnunet_dirs["nnUNet_raw"]), dataset_id, kind, num_train=n, num_test=0,
                                     size=size)
-            plan_and_preprocess_in_process(dataset_id, (configuration,))
+            plan_and_preprocess_in_process(dataset_id, (configuration,), foreground_samples=FINGERPRINT_SAMPLES)
             done[kind] = (dataset_id, configuration)
         return done[kind]
 
@@ -235,3 +236,18 @@ def test_training_steps_on_3d_and_regions_with_ignore(prepared, kind):
         val = trainer.validation_step(next(trainer.dataloader_val))
     assert math.isfinite(float(val["loss"]))
     assert os.path.isfile(os.path.join(trainer.output_folder_base, "plans.json"))
+
+
+def test_fingerprint_extractor_draws_the_asked_number_of_foreground_samples(nnunet_dirs):
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+
+    from tloss_nnunet.repro.inprocess import fingerprint_extractor
+
+    write_synthetic_dataset(str(nnunet_dirs["nnUNet_raw"]), 614, "2d", num_train=2, num_test=0, size=16)
+    assert fingerprint_extractor(None) is DatasetFingerprintExtractor
+    extractor = fingerprint_extractor(1000)(614, 1)
+    assert isinstance(extractor, DatasetFingerprintExtractor)
+    assert extractor.num_foreground_voxels_for_intensitystats == 1000
+    assert DatasetFingerprintExtractor(614, 1).num_foreground_voxels_for_intensitystats == 10e7  # nnU-Net's own
+    with pytest.raises(ValueError, match="at least 1"):
+        fingerprint_extractor(0)

@@ -28,7 +28,7 @@ def dataset(tmp_path_factory):
         for key, value in env.items():
             mp.setenv(key, value)
         write_synthetic_dataset(env["nnUNet_raw"], DATASET_ID, "2d", num_train=8, num_test=0, size=32)
-        plan_and_preprocess_in_process(DATASET_ID, ("2d",))
+        plan_and_preprocess_in_process(DATASET_ID, ("2d",), foreground_samples=10**6)  # nnU-Net's 10^8: ~20 CPU-s
         yield DATASET_ID, "2d"
 
 

@@ -42,6 +42,8 @@ class Settings:
     #: train the stock trainer's chain too (the full run compares both; the smoke run checks the code path
     #: with the T-Loss chain alone: the stock chain is the same function with another trainer name)
     train_stock: bool = True
+    #: foreground voxels of nnU-Net's fingerprint (None: nnU-Net's 10^8, see plan_and_preprocess_in_process)
+    fingerprint_samples: int | None = None
     budgets: dict = field(default_factory=lambda: {"loss": 60, "overhead": 150, "training": 240, "scaler": 15})
 
 
@@ -51,5 +53,5 @@ def settings_for(smoke: bool) -> Settings:
         return Settings(smoke=False, loss_cases=FULL_LOSS_CASES)
     return Settings(smoke=True, loss_cases=SMOKE_LOSS_CASES, loss_repeats=2, loss_warmup=1, overhead_size=32,
                     overhead_cases=5, overhead_iters=2, overhead_warmup=1, train_size=32, train_cases=5,
-                    test_cases=1, train_epochs=1, train_iterations=2, train_stock=False,
+                    test_cases=1, train_epochs=1, train_iterations=2, train_stock=False, fingerprint_samples=10**6,
                     budgets={"loss": 10, "overhead": 20, "training": 60, "scaler": 5})

@@ -84,7 +84,7 @@ def _chain(trainer: str, raw: Path, env: dict, device: str, logs: Path) -> dict:
 def run_training_section(device: torch.device, settings, work: Path) -> dict:
     raw = Path(write_synthetic_dataset(os.environ["nnUNet_raw"], DATASET_ID, "2d", num_train=settings.train_cases,
                                        num_test=settings.test_cases, size=settings.train_size))
-    plan_and_preprocess_in_process(DATASET_ID, ("2d",))
+    plan_and_preprocess_in_process(DATASET_ID, ("2d",), foreground_samples=settings.fingerprint_samples)
     env = _environment(work, device, settings)
     logs = work / "training_logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,8 @@ SCHEDULES: dict[str, dict[str, str]] = {
     "tiny": {"tloss": "nnUNetTrainerTLoss_tiny", "dice_ce": "nnUNetTrainerDiceCE_tiny",
              "ce": "nnUNetTrainerCELoss_tiny", "dice": "nnUNetTrainerDiceLoss_tiny",
              "gce": "nnUNetTrainerGCELoss_tiny"},
-    "study": {"tloss": "nnUNetTrainerTLoss_study", "dice_ce": "nnUNetTrainer_study"},
+    "study": {"tloss": "nnUNetTrainerTLoss_study", "dice_ce": "nnUNetTrainer_study",
+              "tloss_freeze": "nnUNetTrainerTLoss_freeze_study"},
 }
 
 

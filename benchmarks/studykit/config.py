@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 from tloss_nnunet.errors import InputError
 
-__all__ = ["StudyConfig", "get_config"]
+__all__ = ["SMOKE_FINGERPRINT_SAMPLES", "StudyConfig", "get_config"]
+
+#: ``fingerprint_samples`` of the smoke configurations (plumbing checks: the statistics to ~4 digits suffice).
+SMOKE_FINGERPRINT_SAMPLES = 10**6
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,10 @@ class StudyConfig:
     of batch ``batch_size``, nnU-Net's poly lr stepped every ``iterations_per_epoch`` (an nnU-Net "epoch");
     ``augmentation`` "flips" mirrors each sample along each axis with probability 0.5, "none" feeds the cases as
     they are; every ``log_every`` iterations the network is evaluated on all training and test cases.
+
+    ``fingerprint_samples``: foreground voxels nnU-Net's fingerprint draws when the in-process engine plans
+    (None: nnU-Net's 10^8; smoke configurations take fewer, see
+    :func:`tloss_nnunet.repro.inprocess.fingerprint_extractor`).
 
     Stock-command engine: the trainers of schedule ``schedule`` (``benchmarks.studykit.arms``): ``"tiny"``,
     ``"50epochs"``, ``"default"``, or ``"study"`` (this configuration's sizes above).
@@ -41,6 +48,7 @@ class StudyConfig:
     release_max_size: int = 160
     schedule: str = "study"
     seeds: tuple[int, ...] = field(default=(0, 1, 2, 3, 4))
+    fingerprint_samples: int | None = None
     notes: str = ""
 
     def describe(self) -> dict:

@@ -100,7 +100,7 @@ def prepare(work_dir: Path, config: StudyConfig, **options: int) -> dict[str, Pa
     folders = list(preprocessed.glob(f"Dataset{clean_id}_*"))
     if not folders or not (folders[0] / "nnUNetPlans.json").exists():
         with contextlib.redirect_stdout(io.StringIO()):
-            plan_and_preprocess_in_process(clean_id)
+            plan_and_preprocess_in_process(clean_id, foreground_samples=config.fingerprint_samples)
         folders = list(preprocessed.glob(f"Dataset{clean_id}_*"))
     plans = json.loads((folders[0] / "nnUNetPlans.json").read_text())
     plans["plans_name"] = plans_identifier(config)

@@ -19,11 +19,13 @@ The T-Loss, Dice+CE, CE and Dice classes of the first two columns are nnU-Net's 
 (:func:`~tloss_nnunet.nnunet.schedules.on_schedule`), the stock Dice+CE ``_tiny`` twin included. The studies'
 arm registry (``benchmarks/studykit/arms.py``) names them.
 
-``nnUNetTrainer_study`` / ``nnUNetTrainerTLoss_study``: the stock and the default T-Loss trainer on the sizes of
-a study's configuration, read when the trainer is built from :data:`STUDY_SIZES_VARIABLE` (JSON with
-``iterations``, ``iterations_per_epoch``, ``batch_size`` and ``features``, as :func:`study_sizes` writes it):
-that schedule (5 validation iterations per epoch: they only feed nnU-Net's progress log), that batch size, and
-nnU-Net's planned network narrowed to the encoder widths ``features`` (:func:`narrow_architecture`).
+``nnUNetTrainer_study`` / ``nnUNetTrainerTLoss_study`` / ``nnUNetTrainerTLoss_freeze_study``: the stock trainer,
+the default T-Loss trainer and its per-case weight freeze
+(:class:`~tloss_nnunet.nnunet.variants.nnUNetTrainerTLoss_freeze`) on the sizes of a study's configuration, read
+when the trainer is built from :data:`STUDY_SIZES_VARIABLE` (JSON with ``iterations``, ``iterations_per_epoch``,
+``batch_size`` and ``features``, as :func:`study_sizes` writes it): that schedule (5 validation iterations per
+epoch: they only feed nnU-Net's progress log), that batch size, and nnU-Net's planned network narrowed to the
+encoder widths ``features`` (:func:`narrow_architecture`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from tloss_nnunet.nnunet.loss_adapter import deep_supervision_weights
 from tloss_nnunet.nnunet.schedules import FIFTY_EPOCHS, TINY, Schedule, on_schedule
 from tloss_nnunet.nnunet.trainer import nnUNetTrainerTLoss
+from tloss_nnunet.nnunet.variants import nnUNetTrainerTLoss_freeze
 from tloss_nnunet.repro.baselines import GeneralizedCrossEntropyLoss
 
 Trainer = TypeVar("Trainer", bound=type)
@@ -60,6 +63,7 @@ TRAINER_NAMES = (
     "nnUNetTrainerDiceLoss_tiny",
     "nnUNetTrainer_study",
     "nnUNetTrainerTLoss_study",
+    "nnUNetTrainerTLoss_freeze_study",
 )
 __all__ = ["STUDY_SIZES_VARIABLE", "TRAINER_NAMES", "narrow_architecture", "on_study_sizes", "study_sizes",
            *TRAINER_NAMES]
@@ -185,3 +189,9 @@ class nnUNetTrainer_study(nnUNetTrainer):
 @on_schedule(_study_schedule)
 class nnUNetTrainerTLoss_study(nnUNetTrainerTLoss):
     """The default T-Loss trainer on a study's sizes (:data:`STUDY_SIZES_VARIABLE`)."""
+
+
+@on_study_sizes
+@on_schedule(_study_schedule)
+class nnUNetTrainerTLoss_freeze_study(nnUNetTrainerTLoss_freeze):
+    """The T-Loss trainer with per-case weights frozen at the end of early learning, on a study's sizes."""
