@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tloss_nnunet.audit.repair_rules import DEFAULT_CONFIDENCE, cases_to_repair, changed_pixels, repaired_label
-from tloss_nnunet.audit.scores import DEFAULT_RANKING
 
 from .repair_audit import data_digest, load_audit
+from .repair_audit_report import PROTOCOL_RANKING
 from .studykit.config import StudyConfig
 from .studykit.data import training_case_ids, validation_split
 from .studykit.inprocess import SettingData, evaluate, train
@@ -36,7 +36,7 @@ HEADLINE: tuple[str, ...] = ("a0.7b0.7", "a0.5b0.7")
 KEY_FIELDS: tuple[str, ...] = ("engine", "config", "dataset", "setting", "arm", "seed")
 
 
-def ranking(audit: dict, score: str = DEFAULT_RANKING) -> list[str]:
+def ranking(audit: dict, score: str = PROTOCOL_RANKING) -> list[str]:
     """Case ids of an audit record, most suspect first by ``score`` (stable on ties)."""
     from tloss_nnunet.audit.scores import suspicion
 

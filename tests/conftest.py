@@ -34,7 +34,7 @@ def trained_tloss_model(tmp_path_factory, worker_id: str) -> dict:
     return layout
 
 
-#: The modules that take longest (``scripts/test.sh --durations=25``: 50-170 s each, mostly stock nnU-Net commands),
+#: The modules that take longest (``scripts/test.sh --durations=25``: 25-170 s each, mostly stock nnU-Net commands),
 #: longest first. They are handed out first, so that the two workers of the 2-core machine finish together
 #: instead of one running the longest module alone at the end.
 LONGEST_MODULES = ("test_demo", "test_robustness_nnunet", "test_gpu_check", "test_audit_faults", "test_suspects_cli",

@@ -72,11 +72,11 @@ def _rows(out) -> list[dict]:
 
 def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env):
     out, stdout = audited["root"] / "audit", audited["stdout"]
-    assert "by one_minus_dice" in stdout
+    assert "by one_minus_softmin" in stdout
     rows = _rows(out)
     assert [r["rank"] for r in rows] == [str(i) for i in range(1, 9)]
-    dice = [float(r["one_minus_dice"]) for r in rows]
-    assert dice == sorted(dice, reverse=True)  # ranked by the default score, most suspect first
+    default = [float(r["one_minus_softmin"]) for r in rows]
+    assert default == sorted(default, reverse=True)  # ranked by the default score, most suspect first
     for score in ("mse", "tloss_nll"):
         assert max(rows, key=lambda r: float(r[score]))["case"] == audited["wrong_case"], score
     splits = json.loads((audited["paths"]["preprocessed"] / os.path.basename(audited["raw"])

@@ -79,8 +79,8 @@ def audit_model(model_folder: str | os.PathLike, out_dir: str | os.PathLike, fol
     _check_request(model, out, device, top_k)
     losses = {fold: fold_loss(model, fold) for fold in model.folds}  # loads every checkpoint: after the cheap checks
     if rank_by.startswith("tloss") and not _has_nu(losses):
-        raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse or "
-                         "one_minus_dice")
+        raise InputError(f"--rank-by {rank_by} needs nu, and {model.trainer} checkpoints have none; use mse, "
+                         "one_minus_dice or one_minus_softmin")
     reader = reader_for(model)
     check_cases(model, reader, progress)  # reads every label once: after the checkpoints, before any prediction
     claim_output(model, out, overwrite)

@@ -48,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict every training case of MODEL_FOLDER with nnU-Net's own predictor (probabilities "
         "kept; a re-run reuses them) and score how far each case's label is from the prediction: the T-Loss "
         "negative log-likelihood and per-image weight under the fold's nu (T-Loss models), the mean squared "
-        "residual and 1 - Dice (any model). Each case is scored by the fold that held it out of training where "
-        "that fold is trained; the output says which cases were not held out. Writes OUT_DIR/suspects.csv "
-        "(rank 1 = most suspect), suspects.md and suspects.png (a gallery of the top-k).",
+        "residual, 1 - Dice and 1 - cleanlab's softmin label quality (any model; the last ranks by default). "
+        "Each case is scored by the fold that held it out of training where that fold is trained; the output "
+        "says which cases were not held out. Writes OUT_DIR/suspects.csv (rank 1 = most suspect), suspects.md "
+        "and suspects.png (a gallery of the top-k).",
     )
     p.add_argument("model_folder", metavar="MODEL_FOLDER",
                    help="trained model folder, e.g. $nnUNet_results/Dataset501_X/nnUNetTrainerTLoss__nnUNetPlans__2d")
@@ -62,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", default=None,
                    help="nnU-Net splits file (default: $nnUNet_preprocessed/<dataset>/splits_final.json)")
     p.add_argument("--rank-by", choices=_SCORES, default=None,
-                   help="score to rank by (default: one_minus_dice; one_minus_softmin is cleanlab's softmin label "
-                   "quality; the tloss_* scores need a T-Loss model)")
+                   help="score to rank by (default: one_minus_softmin, 1 - cleanlab's softmin label quality; the "
+                   "tloss_* scores need a T-Loss model)")
     p.add_argument("--top-k", type=int, default=12, help="cases in the gallery and the summary (default 12)")
     p.add_argument("-device", "--device", default="cuda", choices=("cuda", "cpu", "mps"),
                    help="as nnUNetv2_predict's -device (default cuda)")

@@ -69,7 +69,9 @@ def write_markdown(path: Path, ranked: Sequence[CaseScores], *, model: str, rank
         lines.append(f"| {rank} | {s.case} | {values} | {s.extra.get('fold')} | {held} |")
     lines += ["", "Scores: `tloss_nll` = Student-t NLL per element under the fold's nu, `tloss_weight` = the "
               "T-Loss's per-image weight (nu + D) / (nu + S) (small = suspect), `mse` = mean squared residual of the "
-              "foreground probabilities, `one_minus_dice` = 1 - Dice of the prediction against the label. "
+              "foreground probabilities, `one_minus_dice` = 1 - Dice of the prediction against the label, "
+              "`one_minus_softmin` = 1 - cleanlab's softmin label quality (a soft minimum, temperature 0.1, of each "
+              "pixel's probability of its given label). "
               "Full table: `suspects.csv`; pictures: `suspects.png`.", ""]
     write_text(path, "\n".join(lines))
 
