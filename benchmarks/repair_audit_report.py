@@ -22,9 +22,9 @@ __all__ = ["SCORES", "average_precision", "markdown", "record_metrics", "suspici
 #: Every score of the report: ours, then cleanlab's (``1 - quality``: larger is more suspect).
 SCORES: tuple[str, ...] = (*SCORE_NAMES, "cleanlab_softmin", "cleanlab_num_pixel_issues")
 ANCHOR = "cleanlab_softmin"
-#: "Our default" of the frozen protocol (version 1): the library's default ranking when it was frozen. Step 1
-#: compares it with the anchor and step 4 ranks repairs by it; the library's default has since become the
-#: softmin score, because this comparison found it better.
+#: "Our default" of the frozen protocol (version 1): the library's default ranking when it was frozen, which
+#: step 1 compares with the anchor. The library's default has since become the softmin score, because this
+#: comparison found it better (step 4 ranks by it: ``repair_retrain.STEP4_RANKING``, addendum 1.1).
 PROTOCOL_RANKING = "one_minus_dice"
 
 

@@ -19,7 +19,6 @@ import numpy as np
 from tloss_nnunet.audit.repair_rules import DEFAULT_CONFIDENCE, cases_to_repair, changed_pixels, repaired_label
 
 from .repair_audit import data_digest, load_audit
-from .repair_audit_report import PROTOCOL_RANKING
 from .studykit.config import StudyConfig
 from .studykit.data import training_case_ids, validation_split
 from .studykit.inprocess import SettingData, evaluate, train
@@ -29,6 +28,8 @@ __all__ = ["IGNORE_VALUE", "RULES", "chosen_rule", "repair_labels", "repair_run"
 
 #: nnU-Net's ignore label for binary data: max label + 1.
 IGNORE_VALUE = 2
+#: The ranking step 4 repairs by (protocol addendum 1.1): the library's default since step 1 chose it.
+STEP4_RANKING = "one_minus_softmin"
 #: Candidate selection rules: name -> fraction of the ranked training cases (protocol version 1).
 RULES: dict[str, float] = {"f0.25": 0.25, "f0.5": 0.5}
 HEADLINE: tuple[str, ...] = ("a0.7b0.7", "a0.5b0.7")
@@ -36,11 +37,19 @@ HEADLINE: tuple[str, ...] = ("a0.7b0.7", "a0.5b0.7")
 KEY_FIELDS: tuple[str, ...] = ("engine", "config", "dataset", "setting", "arm", "seed")
 
 
-def ranking(audit: dict, score: str = PROTOCOL_RANKING) -> list[str]:
+def _with_softmin(case: dict) -> dict:
+    """An audit record's case scores with ``one_minus_softmin``: records made before our score existed carry
+    cleanlab's ``cleanlab_softmin`` of the same probabilities, and 1 minus it is the same number."""
+    if case.get("one_minus_softmin") is None and case.get("cleanlab_softmin") is not None:
+        return {**case, "one_minus_softmin": 1.0 - case["cleanlab_softmin"]}
+    return case
+
+
+def ranking(audit: dict, score: str = STEP4_RANKING) -> list[str]:
     """Case ids of an audit record, most suspect first by ``score`` (stable on ties)."""
     from tloss_nnunet.audit.scores import suspicion
 
-    cases = sorted(audit["cases"], key=lambda c: c["case"])
+    cases = sorted((_with_softmin(c) for c in audit["cases"]), key=lambda c: c["case"])
     return [c["case"] for c in sorted(cases, key=lambda c: -suspicion(c, score))]
 
 
@@ -127,6 +136,7 @@ def repair_run(dataset: str, setting: str, mode: str, rule: str, loss: str, seed
     repaired = set(changed)
     return {"stage": "repair", "dataset": dataset, "setting": setting, "arm": f"{mode}_{rule}_{loss}",
             "seed": seed, "mode": mode, "rule": resolved, "fraction": RULES[resolved], "trained_loss": loss,
+            "ranking": STEP4_RANKING,
             "repaired_cases": sorted(repaired), "changed_pixels": changed,
             "repaired_corrupted": int(sum(data.corrupted[case_ids.index(c)] for c in repaired)),
             "n_train": len(case_ids), "n_trained": len(keep), "n_corrupted": int(data.corrupted.sum()),

@@ -37,10 +37,14 @@ def test_repair_labels_per_mode_on_hand_made_cases():
     assert (labels[0, 0, 0, 0], labels[0, 0, 0, 1]) == (1, 0)  # the given labels are not touched
 
 
-def test_ranking_is_most_suspect_first_by_the_default_score_stable_on_ties():
-    audit = {"cases": [{"case": "c", "one_minus_dice": 0.2}, {"case": "a", "one_minus_dice": 0.5},
-                       {"case": "b", "one_minus_dice": 0.2}]}
+def test_ranking_is_most_suspect_first_by_softmin_stable_on_ties_and_reads_older_records():
+    audit = {"cases": [{"case": "c", "one_minus_softmin": 0.2}, {"case": "a", "one_minus_softmin": 0.5},
+                       {"case": "b", "one_minus_softmin": 0.2}]}
     assert ranking(audit) == ["a", "b", "c"]
+    # a record made before one_minus_softmin existed: 1 - cleanlab's softmin of the same probabilities
+    older = {"cases": [{"case": "a", "cleanlab_softmin": 0.9, "one_minus_dice": 0.9},
+                       {"case": "b", "cleanlab_softmin": 0.4, "one_minus_dice": 0.1}]}
+    assert ranking(older) == ["b", "a"] and ranking(older, "one_minus_dice") == ["a", "b"]
 
 
 def _repair_record(dataset, setting, arm, val, test=0.8, config="horizon", **extra):
