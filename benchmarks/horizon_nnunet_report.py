@@ -88,15 +88,15 @@ def _decision_lines(runs: list[dict], entries: list[dict], expected: list[tuple]
              "used to decide.", "",
              "| recipe | runs | validation Dice | " + " | ".join(f"test vs tloss pooled, {s}" for s in settings) + " |",
              "|---|---|---|" + "---|" * len(settings)]
+    base = {setting: _per_dataset(entries, setting, DEFAULT_RECIPE, "test_dice_pooled") for setting in settings}
     for recipe in RECIPES:
         if recipe not in result["validation_dice"]:
             continue
         cells = []
         for setting in settings:
             own = _per_dataset(entries, setting, recipe, "test_dice_pooled")
-            base = _per_dataset(entries, setting, DEFAULT_RECIPE, "test_dice_pooled")
-            cells.append("-" if recipe == DEFAULT_RECIPE or not own or not base
-                         else format_cell(paired(own, base, bounds=DIFF)))
+            cells.append("-" if recipe == DEFAULT_RECIPE or not own or not base[setting]
+                         else format_cell(paired(own, base[setting], bounds=DIFF)))
         lines.append(f"| {recipe} | {result['runs'][recipe]} | {100 * result['validation_dice'][recipe]:.1f} | "
                      + " | ".join(cells) + " |")
     if result["pick"] is None:

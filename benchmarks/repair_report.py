@@ -47,6 +47,15 @@ def choices(runs: list[dict]) -> dict[tuple[str, str], tuple[str, float, int]]:
     return out
 
 
+def winner(chosen: dict[tuple[str, str], tuple[str, float, int]]) -> tuple[str, str, str, float]:
+    """The study's winner among :func:`choices`: (mode, rule, loss, its validation Dice), the highest validation
+    Dice (ties: the first in :data:`REPAIR_MODES` x :data:`LOSSES` order)."""
+    if not chosen:
+        raise ValueError("no (mode, loss) has all its candidate rules on the headline settings yet")
+    (mode, loss), (rule, value, _) = max(chosen.items(), key=lambda kv: kv[1][1])
+    return mode, rule, loss, value
+
+
 def _entry(dataset: str, setting: str, arm: str, run: dict, **extra) -> dict:
     return {"dataset": dataset, "setting": setting, "arm": arm, "seed": run["seed"],
             "test_dice_pooled": run["dice_pooled"], "test_dice_mean": run["dice_mean"],
@@ -91,7 +100,7 @@ def shares(repaired: dict[str, float], noisy: dict[str, float], oracle: dict[str
     return [(repaired[d] - noisy[d]) / (oracle[d] - noisy[d]) for d in used], len(common) - len(used)
 
 
-def _share_cell(values: list[float], left_out: int) -> str:
+def share_cell(values: list[float], left_out: int) -> str:
     cell = t_interval(values)
     if cell.n == 0:
         text = "-"
@@ -121,7 +130,7 @@ def _setting_table(entries: list[dict], setting: str) -> list[str]:
             cells.append(format_cell(paired(pooled, _values(entries, setting, "noisy_tloss", "test_dice_pooled"),
                                             bounds=DIFF)))
             for view in VIEWS:
-                cells.append(_share_cell(*shares(_values(entries, setting, arm, view),
+                cells.append(share_cell(*shares(_values(entries, setting, arm, view),
                                                  _values(entries, setting, f"noisy_{loss}", view),
                                                  _values(entries, setting, "clean_oracle", view, loss))))
         else:
@@ -145,7 +154,7 @@ def _choice_lines(runs: list[dict]) -> list[str]:
     lines = ["| mode | loss | chosen rule | its validation Dice (noisy labels, pooled) | runs |",
              "|---|---|---|---|---|"]
     lines += [f"| {m} | {loss} | {rule} | {100 * v:.1f} | {n} |" for (m, loss), (rule, v, n) in chosen.items()]
-    (mode, loss), (rule, value, _) = max(chosen.items(), key=lambda kv: kv[1][1])
+    mode, rule, loss, value = winner(chosen)
     return lines + ["", f"Winner by the protocol's rule (highest validation Dice): **{mode}, {rule}, {loss}** "
                         f"({100 * value:.1f})."]
 

@@ -61,9 +61,10 @@ def check_workers(args: argparse.Namespace) -> None:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
 
 
-def records(out: Path, fields: Sequence[str]) -> list[dict]:
-    """The runs of results file ``out`` (each with ``fields``); InputError when it holds none."""
-    runs = load_runs(out, fields)
+def records(out: Path, fields: Sequence[str], key_fields: Sequence[str] | None = None) -> list[dict]:
+    """The runs of results file ``out`` (each with ``fields`` and ``key_fields``, default the store's); InputError
+    when it holds none."""
+    runs = load_runs(out, fields) if key_fields is None else load_runs(out, fields, key_fields)
     if not runs:
         raise InputError(f"{out} holds no runs yet")
     return runs
