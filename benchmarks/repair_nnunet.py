@@ -25,6 +25,7 @@ per dataset, paired with the shared runs by dataset. The steps: ``repair_nnunet_
 
 Usage (from the repository root)::
 
+    python -m benchmarks.repair_nnunet --resume --audits-only --work-dir /work/horizon_work   # before a winner
     python -m benchmarks.repair_nnunet --resume --work-dir /work/horizon_work
     python -m benchmarks.repair_nnunet --summarize
     python -m benchmarks.repair_nnunet --config smoke --combination ignore:f0.25:tloss --out /tmp/rn_runs.json \\
@@ -54,10 +55,9 @@ STUDY_RESULTS = RESULTS / "repair_runs.json"
 SHARED_RUNS = RESULTS / "horizon_nnunet_runs.json"
 
 KEY_FIELDS: tuple[str, ...] = ("engine", "config", "dataset", "setting", "arm", "seed")
-FIELDS: tuple[str, ...] = ("mode", "rule", "fraction", "trained_loss", "trainer", "dice_mean", "dice_pooled",
-                           "repaired_cases", "changed_pixels", "repaired_corrupted", "n_trained", "audit_s",
-                           "retrain_s", "wall_s", "audit_reused", "model_reused", "iterations", "audit_iterations",
-                           "machine")
+#: What every record has: audits (arm "audit") and repaired runs share the file.
+FIELDS: tuple[str, ...] = ("stage", "wall_s", "audit_reused", "audit_iterations", "machine")
+AUDIT = "audit"
 
 CONFIGS: dict[str, StudyConfig] = {"horizon": horizon.CONFIGS["horizon"], "smoke": horizon.CONFIGS["smoke"]}
 
@@ -77,9 +77,11 @@ def study_winner(results: Path, config_name: str, datasets: int) -> Combination:
     return Combination(mode, rule, loss)
 
 
-def run_job(family: Family, clean_dir: Path, dataset: str, combination: Combination, seed: int,
+def run_job(family: Family, clean_dir: Path, dataset: str, combination: Combination | None, seed: int,
             config: StudyConfig, work_dir: str, device: str) -> dict:
-    record = Confirmation(family, clean_dir, config, Path(work_dir), device).run(combination, seed)
+    """One dataset's audit (``combination`` None) or whole loop; the record."""
+    confirmation = Confirmation(family, clean_dir, config, Path(work_dir), device)
+    record = confirmation.audit() if combination is None else confirmation.run(combination, seed)
     release_seed, noise_seed, _ = horizon.DATASETS[dataset]
     return {**record, "dataset": dataset, "release_seed": release_seed, "noise_seed": noise_seed}
 
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None = None):
                         help="the in-process repair study's records (its winner)")
     parser.add_argument("--shared-runs", type=Path, default=SHARED_RUNS,
                         help="the long-horizon check's stock runs (the noisy and clean-label arms)")
+    parser.add_argument("--audits-only", action="store_true",
+                        help="only the audits (steps 1-3, which do not depend on the combination): their records")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="nnU-Net's -device")
     args = parser.parse_args(argv)
     if args.datasets is not None:
@@ -109,14 +113,16 @@ def summarize(out: Path, shared: Path, config_name: str) -> list[Path]:
     return repair_nnunet_report.write_summary(runs, shared_runs, out, list(CONFIG_DATASETS[config_name]))
 
 
-def _jobs(config: StudyConfig, work_dir: Path, device: str, combination: Combination, todo: list[tuple]) -> list[Job]:
+def _jobs(config: StudyConfig, work_dir: Path, device: str, combination: Combination | None,
+          todo: list[tuple]) -> list[Job]:
     jobs = []
     for key in todo:
-        dataset, seed = key[2], key[5]
+        dataset, arm, seed = key[2], key[4], key[5]
         release_seed, noise_seed, first_id = horizon.DATASETS[dataset]
         family = prepare_family(work_dir, config, verify=False, release_seed=release_seed, noise_seed=noise_seed,
                                 first_id=first_id)  # the long-horizon study's folders, reused when present
-        jobs.append(Job(key, run_job, (family, family.dataset("clean")[1], dataset, combination, seed, config,
+        jobs.append(Job(key, run_job, (family, family.dataset("clean")[1], dataset,
+                                       None if arm == AUDIT else combination, seed, config,
                                        str(work_dir / "repair_nnunet"), device)))
     return jobs
 
@@ -126,15 +132,24 @@ def run(args) -> int:
         return cli.wrote(summarize(args.out, args.shared_runs, args.config))
     args.settings = None
     config, datasets, seeds = cli.scope(args, CONFIGS, CONFIG_DATASETS, horizon.DATASETS, (SETTING,))
-    combination = (Combination.parse(args.combination) if args.combination is not None
-                   else study_winner(args.study_results, config.name, len(horizon.CONFIG_DATASETS[config.name])))
+    combination = None
+    if not args.audits_only:
+        combination = (Combination.parse(args.combination) if args.combination is not None else
+                       study_winner(args.study_results, config.name, len(horizon.CONFIG_DATASETS[config.name])))
+        print(f"confirming {combination.mode}, {combination.rule}, {combination.loss} with the stock commands")
     work_dir = cli.work_folder(args, "horizon", config).resolve()
     store = ResultStore.open(args.out, FIELDS, args.resume, key_fields=KEY_FIELDS)
-    todo = [(commands.ENGINE, config.name, dataset, SETTING, combination.arm, seed)
-            for dataset in datasets for seed in seeds]
-    print(f"confirming {combination.mode}, {combination.rule}, {combination.loss} with the stock commands")
-    return cli.execute(store, todo, lambda keys: _jobs(config, work_dir, args.device, combination, keys),
-                       args.workers, "repair-nnunet", lambda: summarize(args.out, args.shared_runs, config.name))
+    audits = [(commands.ENGINE, config.name, dataset, SETTING, AUDIT, 0) for dataset in datasets]
+    loops = [] if combination is None else [(commands.ENGINE, config.name, dataset, SETTING, combination.arm, seed)
+                                            for dataset in datasets for seed in seeds]
+    code = 0
+    for todo in (audits, loops):  # every audit (and its record) first: a loop then only reuses it
+        if todo:
+            code = max(code, cli.execute(store, todo, lambda keys: _jobs(config, work_dir, args.device, combination,
+                                                                        keys),
+                                         args.workers, "repair-nnunet",
+                                         lambda: summarize(args.out, args.shared_runs, config.name)))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ stock ``nnUNetv2_*`` or ``tloss-nnunet`` command that skips what an interrupted 
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tloss_nnunet.errors import InputError
 from tloss_nnunet.repro import pipeline
 from tloss_nnunet.repro.study_trainers import STUDY_SIZES_VARIABLE, study_sizes
 
-__all__ = ["Combination", "Confirmation", "audit_splits", "corrupted_cases", "install_splits",
+__all__ = ["Combination", "Confirmation", "audit_splits", "corrupted_cases", "install_splits", "ranking_quality",
            "write_training_subset"]
 
 SETTING = "a0.7b0.7"
@@ -139,38 +140,49 @@ class Confirmation:
         """A ``tloss-nnunet`` command of this environment's install, logged like nnU-Net's."""
         pipeline.run_nnunet(["tloss-nnunet", *args], env, log)
 
-    def run(self, combination: Combination, seed: int = 0) -> dict:
-        """Every step of the loop (each skips what an interrupted run finished: ``audit_reused`` /
-        ``model_reused`` in the record say so, and its times then leave that training out); the run's record."""
+    def audit(self) -> dict:
+        """Steps 1-3: the training subset, the 4 audit folds and ``tloss-nnunet suspects``; the audit's record
+        (its ranking scored against the cases the noise corrupted). An interrupted or finished audit is reused
+        (``audit_reused``; its ``audit_s`` then leaves the folds' training out)."""
         start = time.perf_counter()
         noisy_id, noisy_dir = self.family.dataset(SETTING)
         train, _ = validation_split(training_case_ids(noisy_dir))
         audit_cfg = audit_config(self.config)
-        audit_env = self.env(audit_cfg, "results_audit")
-        subset = write_training_subset(noisy_dir, Path(audit_env["nnUNet_raw"]), noisy_id + SUBSET_OFFSET, train)
+        env = self.env(audit_cfg, "results_audit")
         subset_id = noisy_id + SUBSET_OFFSET
+        subset = write_training_subset(noisy_dir, Path(env["nnUNet_raw"]), subset_id, train)
         logs = self.logs / subset.name
-        pipeline.plan_and_preprocess(subset_id, audit_env, log_file=logs / "plan_and_preprocess.log")
-        install_splits(Path(audit_env["nnUNet_preprocessed"]) / subset.name, audit_splits(train))
-        audit_trainer = trainer_name(AUDIT_ARM, audit_cfg.schedule)
-        audit_model = pipeline.model_folder(subset_id, audit_trainer, audit_env)
-        audit_reused = any((audit_model / f"fold_{k}" / pipeline.FINAL_CHECKPOINT).is_file()
-                           for k in range(AUDIT_FOLDS))
+        pipeline.plan_and_preprocess(subset_id, env, log_file=logs / "plan_and_preprocess.log")
+        install_splits(Path(env["nnUNet_preprocessed"]) / subset.name, audit_splits(train))
+        trainer = trainer_name(AUDIT_ARM, audit_cfg.schedule)
+        model = pipeline.model_folder(subset_id, trainer, env)
+        reused = any((model / f"fold_{k}" / pipeline.FINAL_CHECKPOINT).is_file() for k in range(AUDIT_FOLDS))
         for fold in range(AUDIT_FOLDS):
-            pipeline.train(subset_id, audit_trainer, audit_env, fold=fold, device=self.device,
+            pipeline.train(subset_id, trainer, env, fold=fold, device=self.device,
                            log_file=logs / f"audit_fold{fold}.log")
         audit_dir = self.work_dir / "audits" / subset.name
-        self.tool(["suspects", str(audit_model), "-o", str(audit_dir),
-                   "--checkpoint", AUDIT_CHECKPOINT, "-device", self.device, "-npp", "1", "-nps", "1", "--quiet"],
-                  audit_env, logs / "suspects.log")
-        audit_s = time.perf_counter() - start
+        self.tool(["suspects", str(model), "-o", str(audit_dir), "--checkpoint", AUDIT_CHECKPOINT,
+                   "-device", self.device, "-npp", "1", "-nps", "1", "--quiet"], env, logs / "suspects.log")
+        corrupted = corrupted_cases(noisy_dir, self.clean_dir, train)
+        return {"engine": commands.ENGINE, "config": self.config.name, "setting": SETTING, "arm": "audit",
+                "seed": 0, "stage": "audit", "audit_trainer": trainer, "audit_dir": str(audit_dir),
+                **ranking_quality(audit_dir, corrupted), "n_corrupted": len(corrupted),
+                "audit_s": round(time.perf_counter() - start, 2), "audit_reused": reused,
+                "audit_iterations": audit_cfg.iterations, "wall_s": round(time.perf_counter() - start, 2),
+                "machine": machine_description(self.device)}
 
+    def run(self, combination: Combination, seed: int = 0) -> dict:
+        """The whole loop: :meth:`audit` (reused when done), then ``tloss-nnunet repair`` with ``combination`` and
+        the retraining; the run's record (``model_reused`` when an interrupted run had finished the training)."""
+        start = time.perf_counter()
+        audit = self.audit()
+        noisy_id, noisy_dir = self.family.dataset(SETTING)
         repaired_id = noisy_id + combination.dataset_offset
-        self.tool(["repair", str(audit_dir), "--out-id", str(repaired_id), "--mode", combination.mode,
-                   "--fraction", str(RULES[combination.rule]), "--out", audit_env["nnUNet_raw"]],
-                  audit_env, logs / f"repair_{combination.mode}_{combination.rule}.log")
-        retrain_start = time.perf_counter()
         env = self.env(self.config, f"results_seed{seed}")
+        self.tool(["repair", audit["audit_dir"], "--out-id", str(repaired_id), "--mode", combination.mode,
+                   "--fraction", str(RULES[combination.rule]), "--out", env["nnUNet_raw"]],
+                  env, self.logs / f"repair_{noisy_id}_{combination.mode}_{combination.rule}.log")
+        retrain_start = time.perf_counter()
         repaired = Path(env["nnUNet_raw"]) / pipeline.dataset_folder_name(repaired_id, env)
         record = json.loads((repaired / "repair.json").read_text())
         trainer = trainer_name(combination.loss, self.config.schedule)
@@ -185,19 +197,37 @@ class Confirmation:
         scores = pipeline.evaluate(repaired / "labelsTs", predictions, repaired_id, trainer, env,
                                    log_file=logs / f"evaluate_{trainer}.log")
         changed = {c["case"]: (None if c["dropped"] else c["changed_pixels"]) for c in record["cases"]}
-        corrupted = corrupted_cases(noisy_dir, self.clean_dir, train)
+        corrupted = set(audit["corrupted"])
         return {
             "engine": commands.ENGINE, "config": self.config.name, "setting": SETTING, "arm": combination.arm,
-            "seed": seed, "mode": combination.mode, "rule": combination.rule, "fraction": RULES[combination.rule],
-            "trained_loss": combination.loss, "trainer": trainer, "audit_trainer": audit_trainer,
+            "seed": seed, "stage": "repair", "mode": combination.mode, "rule": combination.rule,
+            "fraction": RULES[combination.rule], "trained_loss": combination.loss, "trainer": trainer,
             "dice_mean": scores.dice_mean, "dice_pooled": scores.dice_pooled, "repaired_cases": sorted(changed),
             "changed_pixels": changed, "repaired_corrupted": sum(case in corrupted for case in changed),
-            "n_corrupted": len(corrupted), "n_trained": len(train) - sum(v is None for v in changed.values()),
-            "audit_s": round(audit_s, 2), "retrain_s": round(time.perf_counter() - retrain_start, 2),
-            "wall_s": round(time.perf_counter() - start, 2), "audit_reused": audit_reused,
+            "n_corrupted": len(corrupted),
+            "n_trained": record["cases_total"] - sum(v is None for v in changed.values()),
+            "retrain_s": round(time.perf_counter() - retrain_start, 2),
+            "wall_s": round(time.perf_counter() - start, 2), "audit_reused": audit["audit_reused"],
             "model_reused": model_reused, "iterations": self.config.iterations,
-            "audit_iterations": audit_cfg.iterations, "machine": machine_description(self.device),
+            "audit_iterations": audit["audit_iterations"], "machine": machine_description(self.device),
         }
+
+
+def ranking_quality(audit_dir: Path, corrupted: set[str]) -> dict:
+    """How well the audit's ranking (``suspects.csv``, by its ``rank_by`` score) finds the ``corrupted`` cases:
+    ``ranking`` (cases, most suspect first), ``corrupted`` (sorted), ``rank_by``, ``auroc`` and
+    ``precision_at_k`` (k = the number of corrupted cases)."""
+    from benchmarks.label_audit_report import auroc, precision_at_k
+
+    audit = json.loads((audit_dir / "audit.json").read_text())
+    with open(audit_dir / "suspects.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    ranking = [row["case"] for row in rows]  # rank order
+    sign = -1.0 if audit["rank_by"] == "tloss_weight" else 1.0  # the one score where small is suspect
+    suspicion = sign * np.array([float(row[audit["rank_by"]]) for row in rows])  # ties count half in the AUROC
+    positive = np.array([case in corrupted for case in ranking])
+    return {"rank_by": audit["rank_by"], "ranking": ranking, "corrupted": sorted(corrupted),
+            "auroc": auroc(suspicion, positive), "precision_at_k": precision_at_k(suspicion, positive)}
 
 
 def corrupted_cases(noisy_dir: Path, clean_dir: Path, cases: list[str]) -> set[str]:

@@ -5,7 +5,8 @@ Arms per dataset (a0.7b0.7): ``noisy_dice_ce`` / ``noisy_tloss`` and ``clean_ora
 ``horizon_nnunet_runs.json`` (last checkpoint), ``repaired_<mode>_<loss>`` from the confirmation. Share given back
 per dataset as in the in-process report (:func:`benchmarks.repair_report.shares`). Addendum 1.2's verdict: the
 combination is confirmed when, over every planned dataset, the repaired run's pooled clean-test Dice is above the
-noisy run of its own loss on average.
+noisy run of its own loss on average. Beside it, per dataset, how well each stock audit ranked the corrupted cases
+(AUROC, precision@k) and what it cost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tloss_nnunet.atomic import write_text
 from .horizon import summary_path
 from .repair_report import DICE, DIFF, VIEWS, share_cell, shares
 from .studykit.plots import figure
-from .studykit.stats import format_cell, over_datasets, paired
+from .studykit.stats import format_cell, over_datasets, paired, t_interval
 
 PROTOCOL = ("Protocol: [`repair-protocol.md`](../repair-protocol.md), addendum 1.2 (frozen 2026-12-03 21:05 UTC, "
             "before any of its runs).")
@@ -41,13 +42,12 @@ def derive(runs: list[dict], shared: list[dict], planned: list[str]) -> list[dic
                     entries.append({"dataset": dataset, "setting": SETTING, "arm": arm, "loss": loss,
                                     "seed": run["seed"], "test_dice_pooled": run["dice_pooled"],
                                     "test_dice_mean": run["dice_mean"], "wall_s": run["wall_s"]})
-    for r in sorted(runs, key=lambda r: (r["dataset"], r["arm"], r["seed"])):
+    for r in sorted((r for r in runs if r["stage"] == "repair"), key=lambda r: (r["dataset"], r["arm"], r["seed"])):
         entries.append({"dataset": r["dataset"], "setting": r["setting"], "arm": r["arm"], "loss": r["trained_loss"],
                         "seed": r["seed"], "test_dice_pooled": r["dice_pooled"], "test_dice_mean": r["dice_mean"],
                         "mode": r["mode"], "rule": r["rule"], "repaired_cases": len(r["repaired_cases"]),
                         "repaired_corrupted": r["repaired_corrupted"], "n_corrupted": r["n_corrupted"],
-                        "audit_s": r["audit_s"], "retrain_s": r["retrain_s"], "wall_s": r["wall_s"],
-                        "reused": bool(r["audit_reused"] or r["model_reused"])})
+                        "retrain_s": r["retrain_s"], "wall_s": r["wall_s"], "reused": r["model_reused"]})
     return entries
 
 
@@ -105,14 +105,30 @@ def _summary_table(entries: list[dict]) -> list[str]:
 
 def _dataset_table(entries: list[dict]) -> list[str]:
     lines = ["| dataset | arm | noisy, same loss | repaired | clean oracle | repaired cases (corrupted / corrupted in "
-             "the set) | audit s | retraining s |", "|---|---|---|---|---|---|---|---|"]
+             "the set) | retraining s |", "|---|---|---|---|---|---|---|"]
     for e in (e for e in entries if e["arm"].startswith("repaired_")):
         noisy = _values(entries, f"noisy_{e['loss']}", "test_dice_pooled", e["loss"]).get(e["dataset"])
         oracle = _values(entries, "clean_oracle", "test_dice_pooled", e["loss"]).get(e["dataset"])
         cells = ["-" if v is None else f"{100 * v:.1f}" for v in (noisy, e["test_dice_pooled"], oracle)]
         lines.append(f"| {e['dataset']} | {e['arm']} ({e['rule']}) | " + " | ".join(cells)
                      + f" | {e['repaired_cases']} ({e['repaired_corrupted']} / {e['n_corrupted']}) | "
-                     f"{e['audit_s']:.0f} | {e['retrain_s']:.0f} |")
+                     + ("reused" if e["reused"] else f"{e['retrain_s']:.0f}") + " |")
+    return lines
+
+
+def _audit_lines(audits: list[dict]) -> list[str]:
+    """Per dataset: how well the stock audit's ranking finds the corrupted cases, and what it cost."""
+    if not audits:
+        return ["No audit has run yet."]
+    lines = ["| dataset | ranked by | AUROC | precision@k | corrupted cases | audit s (4 folds + suspects) |",
+             "|---|---|---|---|---|---|"]
+    for a in sorted(audits, key=lambda a: a["dataset"]):
+        lines.append(f"| {a['dataset']} | {a['rank_by']} | {a['auroc']:.2f} | {a['precision_at_k']:.2f} | "
+                     f"{a['n_corrupted']} of {len(a['ranking'])} | "
+                     + ("reused" if a["audit_reused"] else f"{a['audit_s']:.0f}") + " |")
+    if len(audits) > 1:
+        lines += ["", "AUROC over datasets: " + format_cell(t_interval([a["auroc"] for a in audits]), 1.0, 2)
+                  + "; precision@k: " + format_cell(t_interval([a["precision_at_k"] for a in audits]), 1.0, 2) + "."]
     return lines
 
 
@@ -129,25 +145,27 @@ def _verdict_lines(entries: list[dict], datasets: list[str]) -> list[str]:
     return lines
 
 
-def _cost_line(entries: list[dict]) -> list[str]:
-    repaired = [e for e in entries if e["arm"].startswith("repaired_") and not e["reused"]]
+def _cost_line(entries: list[dict], audits: list[dict]) -> list[str]:
+    repaired = [e["retrain_s"] for e in entries if e["arm"].startswith("repaired_") and not e["reused"]]
+    trained = [a["audit_s"] for a in audits if not a["audit_reused"]]
     one = [e["wall_s"] for e in entries if e["arm"].startswith("noisy_")]
-    if not repaired or not one:
+    if not repaired or not trained or not one:
         return []  # only runs that trained everything they report count
-    audit, retrain = np.median([e["audit_s"] for e in repaired]), np.median([e["retrain_s"] for e in repaired])
+    audit, retrain = np.median(trained), np.median(repaired)
     return [f"Cost, wall seconds on this machine: audit (4 folds + suspects) median {audit:.0f} s, repair and "
             f"retraining median {retrain:.0f} s, one training (the shared noisy runs) median {np.median(one):.0f} s: "
             f"the whole loop = {(audit + retrain) / np.median(one):.1f} x one training.", ""]
 
 
-def markdown(entries: list[dict], datasets: list[str]) -> str:
+def markdown(entries: list[dict], audits: list[dict], datasets: list[str]) -> str:
     lines = ["# The repair study inside nnU-Net: audit, repair, retrain with the stock commands", "", PROTOCOL, "",
              f"Setting {SETTING}; datasets {', '.join(datasets)} (one run each; nnU-Net does not seed its training). "
              "Clean-test Dice x100 of the last checkpoint, mean over datasets [95 % t-interval over datasets]; "
              "differences paired by dataset in Dice points; shares in %.", ""]
     lines += ["## Verdict (addendum 1.2)", ""] + _verdict_lines(entries, datasets) + [""]
-    lines += _cost_line(entries)
+    lines += _cost_line(entries, audits)
     lines += ["## Over datasets", ""] + _summary_table(entries) + [""]
+    lines += ["## The audits (steps 1-3)", ""] + _audit_lines(audits) + [""]
     lines += ["## Per dataset (pooled)", ""] + _dataset_table(entries) + [""]
     return "\n".join(lines)
 
@@ -175,6 +193,10 @@ def write_summary(runs: list[dict], shared: list[dict], out: Path, datasets: lis
     """Write ``repair_nnunet.json`` (beside ``out``), its .md and .png; ``datasets``: the planned ones."""
     summary = summary_path(out)
     entries = derive(runs, shared, datasets)
-    write_text(summary, json.dumps({"runs": entries, **verdict(entries, datasets)}, indent=1) + "\n")
-    write_text(summary.with_suffix(".md"), markdown(entries, datasets))
+    audits = [r for r in runs if r["stage"] == "audit"]
+    audit_entries = [{k: a[k] for k in ("dataset", "rank_by", "auroc", "precision_at_k", "n_corrupted", "audit_s",
+                                        "audit_reused")} for a in sorted(audits, key=lambda a: a["dataset"])]
+    write_text(summary, json.dumps({"runs": entries, "audits": audit_entries, **verdict(entries, datasets)},
+                                   indent=1) + "\n")
+    write_text(summary.with_suffix(".md"), markdown(entries, audits, datasets))
     return [summary, summary.with_suffix(".md"), plot(entries, summary.with_suffix(".png"))]

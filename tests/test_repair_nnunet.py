@@ -118,16 +118,33 @@ def test_corrupted_cases_compares_the_noisy_and_clean_labels_as_images(tmp_path)
     assert repair_nnunet_loop.corrupted_cases(tmp_path / "noisy", tmp_path / "clean", ["a", "b"]) == {"b"}
 
 
+def test_ranking_quality_reads_the_audits_own_score_with_ties_counting_half(tmp_path):
+    (tmp_path / "audit.json").write_text(json.dumps({"rank_by": "one_minus_softmin"}))
+    (tmp_path / "suspects.csv").write_text("rank,case,one_minus_softmin,one_minus_dice\n1,b,0.9,0.1\n2,a,0.5,0.9\n"
+                                           "3,c,0.5,0.2\n4,d,0.1,0.3\n")
+    quality = repair_nnunet_loop.ranking_quality(tmp_path, {"b", "c"})
+    assert quality["ranking"] == ["b", "a", "c", "d"] and quality["corrupted"] == ["b", "c"]
+    # pairs (corrupted, clean): b>a, b>d, c=a (half), c>d -> 3.5 / 4
+    assert quality["auroc"] == pytest.approx(0.875) and quality["precision_at_k"] == 0.5
+    assert quality["rank_by"] == "one_minus_softmin"
+
+
 def _shared(dataset: str, setting: str, loss: str, pooled: float) -> dict:
     return {"dataset": dataset, "setting": setting, "loss": loss, "seed": 0, "dice_pooled": pooled,
             "dice_mean": pooled - 0.02, "wall_s": 400.0}
 
 
 def _confirmation(dataset: str, pooled: float) -> dict:
-    return {"dataset": dataset, "setting": "a0.7b0.7", "arm": "repaired_ignore_tloss", "seed": 0, "mode": "ignore",
-            "rule": "f0.25", "trained_loss": "tloss", "dice_pooled": pooled, "dice_mean": pooled - 0.02,
-            "repaired_cases": ["x", "y", "z", "w"], "repaired_corrupted": 3, "n_corrupted": 9, "audit_s": 600.0,
-            "retrain_s": 450.0, "wall_s": 1050.0, "audit_reused": False, "model_reused": False}
+    return {"dataset": dataset, "setting": "a0.7b0.7", "arm": "repaired_ignore_tloss", "seed": 0, "stage": "repair",
+            "mode": "ignore", "rule": "f0.25", "trained_loss": "tloss", "dice_pooled": pooled,
+            "dice_mean": pooled - 0.02, "repaired_cases": ["x", "y", "z", "w"], "repaired_corrupted": 3,
+            "n_corrupted": 9, "retrain_s": 450.0, "wall_s": 460.0, "audit_reused": True, "model_reused": False}
+
+
+def _audit(dataset: str, auroc: float, reused: bool = False) -> dict:
+    return {"dataset": dataset, "setting": "a0.7b0.7", "arm": "audit", "seed": 0, "stage": "audit",
+            "rank_by": "one_minus_softmin", "ranking": [f"c{i}" for i in range(16)], "auroc": auroc,
+            "precision_at_k": auroc - 0.1, "n_corrupted": 9, "audit_s": 600.0, "audit_reused": reused}
 
 
 def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp_path):
@@ -135,6 +152,7 @@ def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp
               for s, loss, v in (("a0.7b0.7", "dice_ce", base), ("a0.7b0.7", "tloss", base + 0.02),
                                  ("clean", "dice_ce", 0.9), ("clean", "tloss", base + 0.12))]
     runs = [_confirmation("d1", 0.77), _confirmation("d2", 0.67)]  # +5 points on both; gaps 10: shares 50 %
+    runs += [_audit("d1", 0.8), _audit("d2", 0.9), _audit("d3", 0.7, reused=True)]
     out = tmp_path / "repair_nnunet_runs.json"
     paths = repair_nnunet_report.write_summary(runs, shared, out, ["d1", "d2", "d3"])
     assert [p.name for p in paths] == ["repair_nnunet.json", "repair_nnunet.md", "repair_nnunet.png"]
@@ -147,8 +165,12 @@ def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp
     assert "waiting for d3 (repaired_ignore_tloss)" in text
     row = next(line for line in text.splitlines() if line.startswith("| repaired_ignore_tloss |"))
     assert "| 2 | 72.0 [" in row and "| 5.0 [5.0, 5.0] |" in row and "| 50 % [50, 50] (n=2) |" in row
-    assert "| d2 | repaired_ignore_tloss (f0.25) | 62.0 | 67.0 | 72.0 | 4 (3 / 9) | 600 | 450 |" in text
+    assert "| d2 | repaired_ignore_tloss (f0.25) | 62.0 | 67.0 | 72.0 | 4 (3 / 9) | 450 |" in text
     assert "the whole loop = 2.6 x one training" in text  # (600 + 450) / 400
+    assert "| d1 | one_minus_softmin | 0.80 | 0.70 | 9 of 16 | 600 |" in text
+    assert "| d3 | one_minus_softmin | 0.70 | 0.60 | 9 of 16 | reused |" in text
+    assert "AUROC over datasets: 0.80 [0.55, 1.05]" in text  # mean 0.8, sd 0.1, t(2) = 4.30: +-0.25
+    assert [a["auroc"] for a in summary["audits"]] == [0.8, 0.9, 0.7]
     runs.append(_confirmation("d3", 0.60))  # -7 points: the mean gain (5 + 5 - 7) / 3 = +1 stays above 0
     summary = json.loads(repair_nnunet_report.write_summary(runs, shared, out, ["d1", "d2", "d3"])[0].read_text())
     assert summary["arms"][0]["confirmed"] is True and summary["arms"][0]["gain"] == pytest.approx(0.01)
