@@ -7,7 +7,8 @@ probabilities (:func:`~tloss_nnunet.audit.repair_rules.repaired_label`) or the c
 in the target (images hard-linked or copied, untouched labels likewise, repaired ones written with the dataset's
 own nnU-Net reader-writer, ``dataset.json`` from nnU-Net's generator, ``repair.json``) renamed into place as
 ``DatasetXXX_<name>``. The source is only read. A failed or killed repair leaves no dataset behind (the hidden
-staging folder of a killed one is removed by the next repair into the same folder).
+staging folder of a killed one is removed by the next repair into the same folder). With ``num_parts`` > 1 a call
+only repairs its share of the chosen labels into a hidden parts folder (:mod:`tloss_nnunet.audit.repair_parts`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from tloss_nnunet.atomic import file_sha256, folders_created, output_folder_problem, staging_folder, write_json
 from tloss_nnunet.audit.model import training_cases
 from tloss_nnunet.audit.provenance import labels_digest, read_audit_record
+from tloss_nnunet.audit.repair_parts import part_cases, parts_folder, remove_parts
 from tloss_nnunet.audit.repair_rules import DEFAULT_CONFIDENCE, REPAIR_MODES, cases_to_repair
 from tloss_nnunet.errors import InputError
 
@@ -38,6 +40,8 @@ class RepairResult:
     folder: Path
     record: dict
     up_to_date: bool = False
+    #: A part call (``num_parts`` > 1): the cases it repaired into ``folder``, the parts folder; None otherwise.
+    part_cases: list[str] | None = None
 
     @property
     def repaired(self) -> list[str]:
@@ -183,7 +187,8 @@ def _check_options(mode: str | None, out_id: int, name: str | None, confidence: 
 def repair_dataset(audit_dir: str | os.PathLike, out_id: int, *, mode: str | None, top_k: int | None = None,
                    fraction: float | None = None, threshold: float | None = None,
                    confidence: float = DEFAULT_CONFIDENCE, name: str | None = None,
-                   out: str | os.PathLike | None = None, raw_folder: str | os.PathLike | None = None) -> RepairResult:
+                   out: str | os.PathLike | None = None, raw_folder: str | os.PathLike | None = None,
+                   num_parts: int = 1, part_id: int = 0) -> RepairResult:
     """Write ``Dataset<out_id>_<name>`` (default name: the source's, plus ``_repaired``) into ``out`` (default
     ``$nnUNet_raw``) from the audit in ``audit_dir`` (see the module docstring).
 
@@ -191,8 +196,14 @@ def repair_dataset(audit_dir: str | os.PathLike, out_id: int, *, mode: str | Non
     ``fraction``, ``threshold`` picks the cases (see :func:`~tloss_nnunet.audit.repair_rules.cases_to_repair`);
     ``confidence``: see :func:`~tloss_nnunet.audit.repair_rules.disagreement`; ``raw_folder``: the source
     dataset (default: the folder the audit read). Every refusal is an :class:`InputError` and writes nothing.
+    ``num_parts`` > 1: only part ``part_id``'s share of the repaired labels, into a parts folder that the final
+    call (``num_parts`` 1) takes them from (:mod:`tloss_nnunet.audit.repair_parts`).
     """
     _check_options(mode, out_id, name, confidence, sum(v is not None for v in (top_k, fraction, threshold)))
+    if isinstance(num_parts, bool) or not isinstance(num_parts, int) or num_parts < 1 \
+            or not isinstance(part_id, int) or not 0 <= part_id < num_parts:
+        raise InputError(f"-part_id must be in 0..num_parts-1 and -num_parts >= 1, got -num_parts {num_parts} "
+                         f"-part_id {part_id}")
     assert mode is not None  # checked
     audit_dir = Path(audit_dir).resolve()
     audit = read_audit_record(audit_dir)
@@ -226,16 +237,23 @@ def repair_dataset(audit_dir: str | os.PathLike, out_id: int, *, mode: str | Non
     if destination.exists() and (existing := _unchanged_result(destination, record)) is not None:
         return RepairResult(destination, existing, up_to_date=True)  # a re-run of a finished repair
     _refuse_taken_id(out_id, destination.parent)
-    with folders_created(destination.parent), staging_folder(destination.parent, "tloss-repair") as staging:
-        from tloss_nnunet.audit.repair_write import write_dataset
+    parts = parts_folder(destination.parent, destination.name, {key: record[key] for key in _REQUEST_KEYS})
+    from tloss_nnunet.audit.repair_write import write_dataset, write_part
 
+    if num_parts > 1:
+        cases = [] if mode == "drop" else part_cases([case for case, _ in ranking[:count]], num_parts, part_id)
+        with folders_created(destination.parent):
+            write_part(parts, source, audit_dir, audit, cases, mode, ignore_value, confidence)
+        return RepairResult(parts, record, part_cases=cases)
+    with folders_created(destination.parent), staging_folder(destination.parent, "tloss-repair") as staging:
         staged = staging / destination.name
         write_dataset(staged, source, audit_dir, audit, ranking[:count], mode, ignore_value, confidence, labels,
-                      record)
+                      record, parts if parts.is_dir() else None)
         record["files"] = {path.relative_to(staged).as_posix(): file_sha256(path)
                            for path in sorted(staged.rglob("*")) if path.is_file()}
         write_json(staged / "repair.json", record)
         os.rename(staged, destination)  # refused (not replaced) should the name have appeared meanwhile
+    remove_parts(destination.parent, destination.name)
     return RepairResult(destination, record)
 
 

@@ -15,7 +15,11 @@ def _repair(args: argparse.Namespace) -> int:
 
     result = repair_dataset(args.audit_dir, args.out_id, mode=args.mode, top_k=args.top_k, fraction=args.fraction,
                             threshold=args.threshold, confidence=args.confidence, name=args.name, out=args.out,
-                            raw_folder=args.raw)
+                            raw_folder=args.raw, num_parts=args.num_parts, part_id=args.part_id)
+    if result.part_cases is not None and not result.up_to_date:
+        print(f"part {args.part_id} of {args.num_parts}: {len(result.part_cases)} repaired label(s) in "
+              f"{result.folder}; run without -num_parts to write the dataset, once every part is done")
+        return 0
     if result.up_to_date:
         print(f"[up to date] {result.folder}: this repair, unchanged since it was written")
         return 0
@@ -59,4 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="target folder (default: $nnUNet_raw)")
     p.add_argument("--raw", default=None, metavar="DIR",
                    help="source raw dataset (default: the folder the audit read, as audit.json records it)")
+    p.add_argument("-num_parts", type=int, default=1,
+                   help="as nnUNetv2_predict's: split the chosen cases into this many parts, one call each (on "
+                   "several machines sharing the folders); a part call only writes its repaired labels into a "
+                   "hidden parts folder in the target; a final call without -num_parts takes them and writes the "
+                   "dataset (default 1: no split)")
+    p.add_argument("-part_id", type=int, default=0,
+                   help="which part this call repairs, 0..num_parts-1: the chosen cases sorted(chosen)[part_id::"
+                   "num_parts] (default 0)")
     p.set_defaults(func=_repair)
