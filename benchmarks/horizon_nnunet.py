@@ -1,4 +1,4 @@
-"""The long-horizon check inside nnU-Net: the default T-Loss trainer vs nnU-Net's stock trainer, stock commands.
+"""The long-horizon check inside nnU-Net: the T-Loss trainers vs nnU-Net's stock trainer, stock commands.
 
 Protocol: ``benchmarks/horizon-protocol.md``, addenda 1.1 and 1.2 (each frozen before its runs). The long-horizon
 study's datasets (``benchmarks/horizon.py``, the same converted folders), each trained with ``nnUNetv2_train`` on

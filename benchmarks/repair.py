@@ -80,7 +80,8 @@ def summarize(out: Path, horizon_runs: Path, config_name: str) -> list[Path]:
     if not runs:
         raise InputError(f"{out} holds no runs of config {config_name!r} (pass --config)")
     shared = [r for r in cli.records(horizon_runs, ()) if r["config"] == config_name]
-    return repair_report.write_summary(runs, shared, horizon.summary_path(out))
+    return repair_report.write_summary(runs, shared, horizon.summary_path(out),
+                                       len(horizon.CONFIG_DATASETS[config_name]))
 
 
 def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str, str], ...],

@@ -38,15 +38,14 @@ from pathlib import Path
 
 from benchmarks import horizon, repair_nnunet_report
 from benchmarks.horizon_nnunet import CONFIG_DATASETS
-from benchmarks.repair_nnunet_loop import LOSSES, SETTING, Combination, Confirmation
-from benchmarks.repair_report import choices, winner
+from benchmarks.repair_nnunet_loop import SETTING, Combination, Confirmation
+from benchmarks.repair_report import choices, incomplete_candidates, winner
 from benchmarks.repair_retrain import HEADLINE
 from benchmarks.studykit import cli, commands
 from benchmarks.studykit.config import StudyConfig
 from benchmarks.studykit.data import Family, prepare_family
 from benchmarks.studykit.driver import Job
 from benchmarks.studykit.store import ResultStore, load_runs
-from tloss_nnunet.audit.repair_rules import REPAIR_MODES
 from tloss_nnunet.errors import InputError
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,14 +65,11 @@ def study_winner(results: Path, config_name: str, datasets: int) -> Combination:
     """The in-process study's winner by its frozen rule (:func:`benchmarks.repair_report.choices`), once every
     candidate has run on all ``datasets`` x the headline settings; InputError before."""
     runs = [r for r in load_runs(results, key_fields=KEY_FIELDS) if r["config"] == config_name]
-    chosen = choices(runs)
-    needed = datasets * len(HEADLINE)
-    incomplete = [f"{m}_{loss}" for m in REPAIR_MODES for loss in LOSSES if chosen.get((m, loss), ("", 0, 0))[2]
-                  < needed]
-    if incomplete:
-        raise InputError(f"the in-process study's headline ({results}) is not complete ({', '.join(incomplete)} "
-                         f"without {needed} runs per rule): its winner is not known yet; pass --combination")
-    mode, rule, loss, _ = winner(chosen)
+    if incomplete := incomplete_candidates(runs, datasets):
+        raise InputError(f"the in-process study's headline ({results}) is not complete ({len(incomplete)} "
+                         f"candidates without {datasets * len(HEADLINE)} runs, e.g. {incomplete[0]}): its winner "
+                         "is not known yet; pass --combination")
+    mode, rule, loss, _ = winner(choices(runs))
     return Combination(mode, rule, loss)
 
 

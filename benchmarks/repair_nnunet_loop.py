@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.repair import audit_config
+from benchmarks.repair_report import LOSSES
 from benchmarks.repair_retrain import RULES
 from benchmarks.studykit import commands
 from benchmarks.studykit.arms import trainer_name
@@ -30,7 +31,6 @@ __all__ = ["Combination", "Confirmation", "audit_splits", "corrupted_cases", "in
            "write_training_subset"]
 
 SETTING = "a0.7b0.7"
-LOSSES: tuple[str, ...] = ("dice_ce", "tloss")
 AUDIT_FOLDS = 4
 AUDIT_ARM = "tloss"  # the audit folds' loss, as in the in-process audit (stage 1)
 AUDIT_CHECKPOINT = "checkpoint_best.pth"
@@ -179,10 +179,10 @@ class Confirmation:
         noisy_id, noisy_dir = self.family.dataset(SETTING)
         repaired_id = noisy_id + combination.dataset_offset
         env = self.env(self.config, f"results_seed{seed}")
+        retrain_start = time.perf_counter()  # retrain_s: the repair command and the retraining
         self.tool(["repair", audit["audit_dir"], "--out-id", str(repaired_id), "--mode", combination.mode,
                    "--fraction", str(RULES[combination.rule]), "--out", env["nnUNet_raw"]],
                   env, self.logs / f"repair_{noisy_id}_{combination.mode}_{combination.rule}.log")
-        retrain_start = time.perf_counter()
         repaired = Path(env["nnUNet_raw"]) / pipeline.dataset_folder_name(repaired_id, env)
         record = json.loads((repaired / "repair.json").read_text())
         trainer = trainer_name(combination.loss, self.config.schedule)

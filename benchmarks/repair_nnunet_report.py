@@ -19,14 +19,13 @@ import numpy as np
 from tloss_nnunet.atomic import write_text
 
 from .horizon import summary_path
-from .repair_report import DICE, DIFF, VIEWS, share_cell, shares
+from .repair_nnunet_loop import SETTING
+from .repair_report import DICE, DIFF, LOSSES, VIEWS, share_cell, shares
 from .studykit.plots import figure
 from .studykit.stats import format_cell, over_datasets, paired, t_interval
 
 PROTOCOL = ("Protocol: [`repair-protocol.md`](../repair-protocol.md), addendum 1.2 (frozen 2026-12-03 21:05 UTC, "
             "before any of its runs).")
-SETTING = "a0.7b0.7"
-LOSSES = ("dice_ce", "tloss")
 
 
 def derive(runs: list[dict], shared: list[dict], planned: list[str]) -> list[dict]:

@@ -47,6 +47,17 @@ def choices(runs: list[dict]) -> dict[tuple[str, str], tuple[str, float, int]]:
     return out
 
 
+def incomplete_candidates(runs: list[dict], datasets: int) -> list[str]:
+    """The candidate arms (``<mode>_<rule>_<loss>``) with fewer than ``datasets`` x the headline settings runs:
+    until there are none, :func:`choices` compares rules on different data and the winner is not the study's."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        if r["stage"] == "repair" and r["setting"] in HEADLINE:
+            counts[r["arm"]] = counts.get(r["arm"], 0) + 1
+    return [arm for mode in REPAIR_MODES for rule in RULES for loss in LOSSES
+            if counts.get(arm := f"{mode}_{rule}_{loss}", 0) < datasets * len(HEADLINE)]
+
+
 def winner(chosen: dict[tuple[str, str], tuple[str, float, int]]) -> tuple[str, str, str, float]:
     """The study's winner among :func:`choices`: (mode, rule, loss, its validation Dice), the highest validation
     Dice (ties: the first in :data:`REPAIR_MODES` x :data:`LOSSES` order)."""
@@ -147,14 +158,20 @@ def _setting_table(entries: list[dict], setting: str) -> list[str]:
     return lines
 
 
-def _choice_lines(runs: list[dict]) -> list[str]:
+def _choice_lines(runs: list[dict], planned_datasets: int | None) -> list[str]:
     chosen = choices(runs)
     if not chosen:
         return ["No (mode, loss) has all its candidate rules on the headline settings yet: no choice."]
+    missing = [] if planned_datasets is None else incomplete_candidates(runs, planned_datasets)
     lines = ["| mode | loss | chosen rule | its validation Dice (noisy labels, pooled) | runs |",
              "|---|---|---|---|---|"]
     lines += [f"| {m} | {loss} | {rule} | {100 * v:.1f} | {n} |" for (m, loss), (rule, v, n) in chosen.items()]
     mode, rule, loss, value = winner(chosen)
+    if missing:
+        return lines + ["", f"No winner yet: {len(missing)} of {len(REPAIR_MODES) * len(RULES) * len(LOSSES)} "
+                            f"candidates have fewer than the {planned_datasets * len(HEADLINE)} headline runs the "
+                            f"protocol plans, so the rules above compare different runs (leading so far: {mode}, "
+                            f"{rule}, {loss}, {100 * value:.1f})."]
     return lines + ["", f"Winner by the protocol's rule (highest validation Dice): **{mode}, {rule}, {loss}** "
                         f"({100 * value:.1f})."]
 
@@ -183,7 +200,8 @@ def _cost_lines(runs: list[dict], shared: list[dict]) -> list[str]:
     return ["Cost in CPU seconds, one thread" + note + ": " + "; ".join(parts) + ratio + ".", ""]
 
 
-def markdown(runs: list[dict], shared: list[dict], entries: list[dict]) -> str:
+def markdown(runs: list[dict], shared: list[dict], entries: list[dict],
+             planned_datasets: int | None = None) -> str:
     settings = ordered({e["setting"] for e in entries if e["arm"].startswith(("repaired_", "candidate_"))}, SETTINGS)
     lines = ["# The label-repair study", "", PROTOCOL, "",
              f"{len(runs)} records ({sum(r['stage'] == 'audit' for r in runs)} audits); datasets "
@@ -191,7 +209,8 @@ def markdown(runs: list[dict], shared: list[dict], entries: list[dict]) -> str:
              "t-interval over datasets]; differences paired by dataset in Dice points; shares in % (see the "
              "protocol for the near-zero rule).", ""]
     lines += _cost_lines(runs, shared)
-    lines += ["## Rule per (mode, loss), chosen on the noisy validation cases", ""] + _choice_lines(runs) + [""]
+    lines += ["## Rule per (mode, loss), chosen on the noisy validation cases", ""]
+    lines += _choice_lines(runs, planned_datasets) + [""]
     for setting in settings:
         lines += [f"## {setting}", ""] + _setting_table(entries, setting) + [""]
         if setting == "clean":
@@ -223,13 +242,13 @@ def plot(entries: list[dict], setting: str, path: Path) -> Path:
     return path
 
 
-def write_summary(runs: list[dict], shared: list[dict], out: Path) -> list[Path]:
+def write_summary(runs: list[dict], shared: list[dict], out: Path, planned_datasets: int | None = None) -> list[Path]:
     """Write ``out`` (repair.json), its .md, ``repair_audit.md`` beside it and ``<stem>_<setting>.png``."""
     out = Path(out)
     entries = derive(runs, shared)
     write_text(out, json.dumps({"runs": entries, "choices": {f"{m}_{loss}": rule for (m, loss), (rule, _, _)
                                                              in choices(runs).items()}}, indent=1) + "\n")
-    write_text(out.with_suffix(".md"), markdown(runs, shared, entries))
+    write_text(out.with_suffix(".md"), markdown(runs, shared, entries, planned_datasets))
     audit_md = out.with_name(f"{out.stem}_audit.md")
     audits = [r for r in runs if r["stage"] == "audit"]
     write_text(audit_md, "\n".join(["# The label-repair study, step 1: the audit against cleanlab", "", PROTOCOL, ""]

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import repair, repair_nnunet, repair_nnunet_loop, repair_nnunet_report
+from benchmarks import repair, repair_nnunet, repair_nnunet_loop, repair_nnunet_report, repair_report
 from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES
 from benchmarks.studykit.store import ResultStore
 from tloss_nnunet.audit.repair_rules import REPAIR_MODES
@@ -28,8 +28,10 @@ def test_combination_is_parsed_strictly_and_each_repaired_dataset_gets_its_own_i
     assert len(offsets) == len(REPAIR_MODES) * len(RULES)
     assert repair_nnunet_loop.Combination("drop", "f0.5", "tloss").dataset_offset == \
         repair_nnunet_loop.Combination("drop", "f0.5", "dice_ce").dataset_offset  # one repaired dataset for both losses
-    # every id stays one of nnU-Net's (<= 9999) for the horizon family's noisy ids (910-959)
-    assert 959 + max(offsets) <= 9999 and 910 + repair_nnunet_loop.SUBSET_OFFSET not in {910 + o for o in offsets}
+    # the horizon family's noisy ids (910-959): every subset and repaired id distinct and one of nnU-Net's (<= 9999)
+    noisy = range(910, 960)
+    ids = [n + repair_nnunet_loop.SUBSET_OFFSET for n in noisy] + [n + o for n in noisy for o in offsets]
+    assert len(set(ids)) == len(ids) and max(ids) <= 9999 and not set(ids) & set(noisy)
 
 
 def _study_record(dataset: str, setting: str, mode: str, rule: str, loss: str, val: float) -> dict:
@@ -45,12 +47,16 @@ def test_the_winner_is_read_only_from_a_complete_headline(tmp_path):
         for setting in HEADLINE:
             for mode in REPAIR_MODES:
                 for rule in RULES:
-                    for loss in repair_nnunet_loop.LOSSES:
+                    for loss in repair_report.LOSSES:
                         best = (mode, rule, loss) == ("drop", "f0.5", "dice_ce")
                         store.add(_study_record(dataset, setting, mode, rule, loss, 0.8 if best else 0.7))
     assert repair_nnunet.study_winner(out, "horizon", 2) == repair_nnunet_loop.Combination("drop", "f0.5", "dice_ce")
-    with pytest.raises(InputError, match="not complete .*without 6 runs per rule.*pass --combination"):
+    with pytest.raises(InputError, match="not complete .*without 6 runs.*pass --combination"):
         repair_nnunet.study_winner(out, "horizon", 3)  # a third dataset is planned and has not run
+    for setting in HEADLINE:  # a third dataset for one rule only: the rules would compare different datasets
+        store.add(_study_record("d3", setting, "drop", "f0.5", "dice_ce", 0.8))
+    with pytest.raises(InputError, match="not complete .*e.g. ignore_f0.25_dice_ce"):
+        repair_nnunet.study_winner(out, "horizon", 3)
 
 
 def test_audit_split_is_nnunets_own_and_holds_out_every_case_once():

@@ -125,6 +125,10 @@ def test_report_from_hand_made_records_gives_the_issue_format_and_the_share(tmp_
     audit_md = paths[2].read_text()
     assert "| a0.7b0.7 | one_minus_dice | 2 | 2.0 / 4 | 1.00" in audit_md
     assert "| a0.7b0.7 | 2 | 0.00" in audit_md  # paired AUROC difference: both rank perfectly
+    # the plan has 2 datasets x 2 headline settings per candidate: only drop has run, and on one setting
+    md = repair_report.write_summary(runs, shared, tmp_path / "repair.json", planned_datasets=2)[1].read_text()
+    assert "No winner yet: 12 of 12 candidates have fewer than the 4 headline runs" in md
+    assert "leading so far: drop, f0.5" in md and "Winner by" not in md
 
 
 @pytest.fixture(scope="module")

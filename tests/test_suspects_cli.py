@@ -2,8 +2,9 @@
 
 A second fold is trained so that cross-fold scoring (each case by the fold that held it out) is exercised; the
 raw dataset is copied with one training label inverted, which the audit's squared-error scores must put first.
-The model trains a few iterations only, so its argmax masks can be bloated enough to overlap an inverted label:
-the Dice ranking is checked for its order, the finding of the wrong label by the scores of the probabilities.
+The model trains a few iterations only, so its probabilities stay near 0.5 and every case's softmin is set by its
+worst pixels: the default (softmin) ranking is checked for its order, the finding of the wrong label by the
+squared-error scores (what softmin finds is checked on hand-made probabilities in test_audit_scores.py).
 """
 
 from __future__ import annotations

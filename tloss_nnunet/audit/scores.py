@@ -11,13 +11,14 @@ probability against the binary mask, exactly what the T-Loss trainer's loss sees
 * ``one_minus_softmin`` = 1 - Q with Q = sum_i s_i softmax_i((1 - s) / T), s_i = p[l_i, i] the probability the
   model gives the LABELLED class at valid pixel i (background included) and T = :data:`SOFTMIN_TEMPERATURE`:
   a soft minimum of the per-pixel label quality, dominated by the worst-fitting pixels (the "softmin" label
-  quality of Lad & Mueller 2023, cleanlab's ``segmentation.rank.get_label_quality_scores`` default; the
-  label-audit benchmark checks that both give the same numbers);
+  quality of Lad & Mueller 2023, cleanlab's ``segmentation.rank.get_label_quality_scores`` default;
+  ``tests/test_audit_scores.py`` and the repair study's audit records check that both give the same numbers);
 * with the model's nu (T-Loss models): ``tloss_nll`` = NLL / D, the Student-t negative log-likelihood per
   element (:func:`tloss_nnunet.functional.t_nll_from_sums`), and ``tloss_weight`` = (nu + D) / (nu + S), the
   weight the loss puts on the case's residual (:func:`~tloss_nnunet.functional.t_weights_from_sums`).
 
-Larger ``mse``, ``one_minus_dice`` and ``tloss_nll`` and a SMALLER ``tloss_weight`` mean a more suspect label;
+Larger ``mse``, ``one_minus_dice``, ``one_minus_softmin`` and ``tloss_nll`` and a SMALLER ``tloss_weight`` mean a
+more suspect label;
 :func:`suspicion` turns every score into "larger is more suspect". For D in the thousands the weight is 1 / MSE
 to within 1e-3, so ``mse`` and ``tloss_weight`` rank alike; ``tloss_nll`` is log-shaped in the MSE.
 """
@@ -177,5 +178,6 @@ def rank(scored: Sequence[CaseScores], rank_by: str) -> list[CaseScores]:
     if rank_by not in SCORE_NAMES:
         raise ValueError(f"unknown score {rank_by!r}; choose from {', '.join(SCORE_NAMES)}")
     if scored and getattr(scored[0], rank_by) is None:
-        raise ValueError(f"score {rank_by!r} needs nu (a T-Loss model); available: mse, one_minus_dice")
+        raise ValueError(f"score {rank_by!r} needs nu (a T-Loss model); available: one_minus_softmin, mse, "
+                         "one_minus_dice")
     return sorted(scored, key=lambda s: -suspicion(s, rank_by))
