@@ -1,13 +1,14 @@
-"""From the stock-command long-horizon runs to ``horizon_nnunet.json`` (one entry per run and checkpoint), its
-Markdown report and a plot of nnU-Net's own validation curves.
+"""From the stock-command long-horizon runs to ``horizon_nnunet.json`` (one entry per run and checkpoint), its Markdown
+report and a plot of nnU-Net's own validation curves.
 
 Each run gives two entries: its arm with ``checkpoint_final.pth`` (``dice_ce``, ``tloss``, ``tloss_freeze``) and
 with nnU-Net's ``checkpoint_best.pth`` (``dice_ce_best``, ``tloss_best``, ``tloss_freeze_best``). Statistics over
 datasets, 95 % Student-t intervals, differences paired by dataset, Dice bounds [0, 1] and differences [-1, 1]
 (:mod:`benchmarks.studykit.stats`). Beside them, the in-process study's difference on the same datasets
-(``horizon.json`` next to the output), so that the signs can be compared. Addendum 1.2's decision: the T-Loss recipe with the highest noisy-validation
-Dice inside nnU-Net (its moving average of the pseudo Dice: at the last epoch for a final-checkpoint arm, its
-maximum for a ``_best`` arm), averaged over the datasets and settings, and whether it confirms version 2's pick.
+(``horizon.json`` next to the output), so that the signs can be compared. Addendum 1.2's decision: the T-Loss recipe
+with the highest noisy-validation Dice inside nnU-Net (its moving average of the pseudo Dice: at the last epoch for
+a final-checkpoint arm, its maximum for a ``_best`` arm), averaged over the datasets and settings, and whether it
+confirms version 2's pick.
 """
 
 from __future__ import annotations
