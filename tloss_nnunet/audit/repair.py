@@ -237,7 +237,8 @@ def repair_dataset(audit_dir: str | os.PathLike, out_id: int, *, mode: str | Non
     if destination.exists() and (existing := _unchanged_result(destination, record)) is not None:
         return RepairResult(destination, existing, up_to_date=True)  # a re-run of a finished repair
     _refuse_taken_id(out_id, destination.parent)
-    parts = parts_folder(destination.parent, destination.name, {key: record[key] for key in _REQUEST_KEYS})
+    parts = parts_folder(destination.parent, destination.name,  # the audit's checkpoints: its probabilities
+                         {**{key: record[key] for key in _REQUEST_KEYS}, "checkpoints": audit.get("checkpoints")})
     from tloss_nnunet.audit.repair_write import write_dataset, write_part
 
     if num_parts > 1:

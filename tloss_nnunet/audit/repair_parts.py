@@ -6,8 +6,8 @@ beside the target, ``<target>/.tloss-repair-parts/<dataset name>-<request digest
 ``cases/<case>.json``: changed pixels, pixels, the label's SHA-256). The final call (without parts) makes the same
 checks, takes every part label whose record and digest are whole instead of computing it again, computes the rest,
 writes the dataset exactly as one plain call would, and then removes the parts folders of that dataset name. The
-digest covers the whole request (source labels, audit, mode, rule, confidence), so parts of another request are
-never mixed in.
+digest covers the whole request (source labels, audit and its checkpoints, mode, rule, confidence), so parts of
+another request are never mixed in.
 """
 
 from __future__ import annotations

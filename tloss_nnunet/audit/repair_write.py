@@ -70,6 +70,7 @@ def _repair_case(reader, source: _Source, case: str, probabilities_folder: Path,
     label, properties = reader.read_seg(source.cases[case]["label"])
     repaired = probabilities = None
     if part is not None:
+        assert destination is not None  # a part label exists for a kept (not dropped) case only
         link_or_copy(part.path, destination)
         changed, pixels = part.changed_pixels, part.pixels
         if rank is not None:
