@@ -126,13 +126,17 @@ def _audit_lines(audits: list[dict]) -> list[str]:
                      f"{a['n_corrupted']} of {len(a['ranking'])} | "
                      + ("reused" if a["audit_reused"] else f"{a['audit_s']:.0f}") + " |")
     if len(audits) > 1:
-        lines += ["", "AUROC over datasets: " + format_cell(t_interval([a["auroc"] for a in audits]), 1.0, 2)
-                  + "; precision@k: " + format_cell(t_interval([a["precision_at_k"] for a in audits]), 1.0, 2) + "."]
+        lines += ["", "Over datasets: AUROC " + format_cell(t_interval([a["auroc"] for a in audits], bounds=DICE),
+                                                          1.0, 2)
+                  + ", precision@k " + format_cell(t_interval([a["precision_at_k"] for a in audits], bounds=DICE),
+                                                   1.0, 2) + " (mean [95 % t-interval, clipped to [0, 1]])."]
     return lines
 
 
 def _verdict_lines(entries: list[dict], datasets: list[str]) -> list[str]:
-    lines = []
+    lines = [] if any(e["arm"].startswith("repaired_") for e in entries) else [
+        "No repaired run yet: the loop retrains once the in-process study's winner is known (its complete "
+        "headline) or a combination is named."]
     for v in verdict(entries, datasets)["arms"]:
         if v["confirmed"] is None:
             lines.append(f"- `{v['arm']}`: waiting for {'; '.join(v['missing'])} (no verdict before every planned "
@@ -165,7 +169,8 @@ def markdown(entries: list[dict], audits: list[dict], datasets: list[str]) -> st
     lines += _cost_line(entries, audits)
     lines += ["## Over datasets", ""] + _summary_table(entries) + [""]
     lines += ["## The audits (steps 1-3)", ""] + _audit_lines(audits) + [""]
-    lines += ["## Per dataset (pooled)", ""] + _dataset_table(entries) + [""]
+    if any(e["arm"].startswith("repaired_") for e in entries):
+        lines += ["## Per dataset (pooled)", ""] + _dataset_table(entries) + [""]
     return "\n".join(lines)
 
 
@@ -184,7 +189,10 @@ def plot(entries: list[dict], path: Path) -> Path:
             ax.set_xticks(range(3), labels, fontsize=8)
         ax.set_ylabel("clean-test Dice (pooled)")
         ax.set_title(f"{SETTING}, stock nnU-Net commands")
-        ax.legend(fontsize=7)
+        if repaired_arms:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no repaired run yet (the audits only)", ha="center", transform=ax.transAxes)
     return path
 
 

@@ -153,6 +153,15 @@ def _audit(dataset: str, auroc: float, reused: bool = False) -> dict:
             "precision_at_k": auroc - 0.1, "n_corrupted": 9, "audit_s": 600.0, "audit_reused": reused}
 
 
+def test_report_of_the_audits_alone_says_no_repaired_run_yet(tmp_path):
+    paths = repair_nnunet_report.write_summary([_audit("d1", 0.9)], [_shared("d1", "a0.7b0.7", "tloss", 0.7)],
+                                               tmp_path / "repair_nnunet_runs.json", ["d1"])
+    text = paths[1].read_text()
+    assert "No repaired run yet" in text and "## Per dataset" not in text
+    assert "| d1 | one_minus_softmin | 0.90 | 0.80 | 9 of 16 | 600 |" in text
+    assert json.loads(paths[0].read_text())["arms"] == []
+
+
 def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp_path):
     shared = [_shared(d, s, loss, v) for d, base in (("d1", 0.70), ("d2", 0.60), ("d3", 0.65))
               for s, loss, v in (("a0.7b0.7", "dice_ce", base), ("a0.7b0.7", "tloss", base + 0.02),
@@ -175,7 +184,7 @@ def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp
     assert "the whole loop = 2.6 x one training" in text  # (600 + 450) / 400
     assert "| d1 | one_minus_softmin | 0.80 | 0.70 | 9 of 16 | 600 |" in text
     assert "| d3 | one_minus_softmin | 0.70 | 0.60 | 9 of 16 | reused |" in text
-    assert "AUROC over datasets: 0.80 [0.55, 1.05]" in text  # mean 0.8, sd 0.1, t(2) = 4.30: +-0.25
+    assert "Over datasets: AUROC 0.80 [0.55, 1.00]" in text  # mean 0.8, sd 0.1, t(2) = 4.30: +-0.25, clipped
     assert [a["auroc"] for a in summary["audits"]] == [0.8, 0.9, 0.7]
     runs.append(_confirmation("d3", 0.60))  # -7 points: the mean gain (5 + 5 - 7) / 3 = +1 stays above 0
     summary = json.loads(repair_nnunet_report.write_summary(runs, shared, out, ["d1", "d2", "d3"])[0].read_text())

@@ -165,3 +165,16 @@ def test_the_memorisation_grid_view_remakes_the_committed_grid(tmp_path):
     assert memorisation.main(["--summarize", "--out", str(out), "--grid-out", str(grid_out)]) == 0
     for suffix in (".json", ".md"):
         assert grid_out.with_suffix(suffix).read_bytes() == (RESULTS / f"robustness{suffix}").read_bytes()
+
+
+def test_the_repair_tables_come_out_byte_for_byte(tmp_path):
+    """The label-repair study (in process; its stock-command confirmation beside it) re-made from the committed
+    records, with the long-horizon records they share."""
+    from benchmarks import repair, repair_nnunet
+
+    for name in ("repair_runs.json", "repair_nnunet_runs.json"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    assert repair.main(["--summarize", "--out", str(tmp_path / "repair_runs.json")]) == 0
+    assert repair_nnunet.main(["--summarize", "--out", str(tmp_path / "repair_nnunet_runs.json")]) == 0
+    for table in ("repair.md", "repair.json", "repair_audit.md", "repair_nnunet.md", "repair_nnunet.json"):
+        assert (tmp_path / table).read_bytes() == (RESULTS / table).read_bytes(), table
