@@ -129,6 +129,8 @@ def run(args) -> int:
     args.settings = None
     config, datasets, seeds = cli.scope(args, CONFIGS, CONFIG_DATASETS, horizon.DATASETS, (SETTING,))
     combination = None
+    if args.audits_only and args.combination is not None:
+        raise InputError("--audits-only runs no combination: drop --combination (or --audits-only)")
     if not args.audits_only:
         combination = (Combination.parse(args.combination) if args.combination is not None else
                        study_winner(args.study_results, config.name, len(horizon.CONFIG_DATASETS[config.name])))

@@ -59,6 +59,13 @@ def test_the_winner_is_read_only_from_a_complete_headline(tmp_path):
         repair_nnunet.study_winner(out, "horizon", 3)
 
 
+def test_audits_only_refuses_a_combination_in_one_line(tmp_path, capsys):
+    argv = ["--audits-only", "--combination", "ignore:f0.25:tloss", "--out", str(tmp_path / "r.json")]
+    assert repair_nnunet.main(argv) == 2
+    assert "--audits-only runs no combination" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_audit_split_is_nnunets_own_and_holds_out_every_case_once():
     from nnunetv2.utilities.crossval_split import generate_crossval_split
 
