@@ -19,7 +19,7 @@ from benchmarks.repair_retrain import RULES
 from benchmarks.studykit import commands
 from benchmarks.studykit.arms import trainer_name
 from benchmarks.studykit.config import StudyConfig
-from benchmarks.studykit.data import Family, training_case_ids, validation_split
+from benchmarks.studykit.data import Family, corrupted_cases, training_case_ids, validation_split
 from benchmarks.studykit.store import machine_description
 from tloss_nnunet.atomic import link_or_copy, staging_folder
 from tloss_nnunet.audit.repair_rules import REPAIR_MODES
@@ -27,7 +27,7 @@ from tloss_nnunet.errors import InputError
 from tloss_nnunet.repro import pipeline
 from tloss_nnunet.repro.study_trainers import STUDY_SIZES_VARIABLE, study_sizes
 
-__all__ = ["Combination", "Confirmation", "audit_splits", "corrupted_cases", "install_splits", "ranking_quality",
+__all__ = ["Combination", "Confirmation", "audit_splits", "install_splits", "ranking_quality",
            "write_training_subset"]
 
 SETTING = "a0.7b0.7"
@@ -163,7 +163,7 @@ class Confirmation:
         audit_dir = self.work_dir / "audits" / subset.name
         self.tool(["suspects", str(model), "-o", str(audit_dir), "--checkpoint", AUDIT_CHECKPOINT,
                    "-device", self.device, "-npp", "1", "-nps", "1", "--quiet"], env, logs / "suspects.log")
-        corrupted = corrupted_cases(noisy_dir, self.clean_dir, train)
+        corrupted = set(corrupted_cases(noisy_dir, self.clean_dir, train))
         return {"engine": commands.ENGINE, "config": self.config.name, "setting": SETTING, "arm": "audit",
                 "seed": 0, "stage": "audit", "audit_trainer": trainer, "audit_dir": str(audit_dir),
                 **ranking_quality(audit_dir, corrupted), "n_corrupted": len(corrupted),
@@ -228,16 +228,3 @@ def ranking_quality(audit_dir: Path, corrupted: set[str]) -> dict:
     positive = np.array([case in corrupted for case in ranking])
     return {"rank_by": audit["rank_by"], "ranking": ranking, "corrupted": sorted(corrupted),
             "auroc": auroc(suspicion, positive), "precision_at_k": precision_at_k(suspicion, positive)}
-
-
-def corrupted_cases(noisy_dir: Path, clean_dir: Path, cases: list[str]) -> set[str]:
-    """The ``cases`` whose noisy training label differs from the clean release's (read with the dataset's own
-    nnU-Net reader-writer)."""
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
-    meta = json.loads((noisy_dir / "dataset.json").read_text())
-    labels = [(noisy_dir / "labelsTr" / f"{case}{meta['file_ending']}",
-               clean_dir / "labelsTr" / f"{case}{meta['file_ending']}") for case in cases]
-    reader = determine_reader_writer_from_dataset_json(meta, str(labels[0][0]), verbose=False)()
-    return {case for case, (noisy, clean) in zip(cases, labels)
-            if not np.array_equal(reader.read_seg(str(noisy))[0], reader.read_seg(str(clean))[0])}

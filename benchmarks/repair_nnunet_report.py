@@ -20,7 +20,7 @@ from tloss_nnunet.atomic import write_text
 
 from .horizon import summary_path
 from .repair_nnunet_loop import SETTING
-from .repair_report import DICE, DIFF, LOSSES, VIEWS, share_cell, shares
+from .repair_report import DICE, DIFF, LOSSES, VIEWS, arm_values, share_cell, shares
 from .studykit.plots import figure
 from .studykit.stats import format_cell, over_datasets, paired, t_interval
 
@@ -51,8 +51,7 @@ def derive(runs: list[dict], shared: list[dict], planned: list[str]) -> list[dic
 
 
 def _values(entries: list[dict], arm: str, view: str, loss: str | None = None) -> dict[str, float]:
-    return {e["dataset"]: e[view] for e in entries
-            if e["arm"] == arm and (loss is None or e["loss"] == loss) and e[view] is not None}
+    return arm_values(entries, SETTING, arm, view, loss)  # every entry here is of the one setting
 
 
 def verdict(entries: list[dict], datasets: list[str]) -> dict:

@@ -99,7 +99,8 @@ def derive(runs: list[dict], shared: list[dict]) -> list[dict]:
     return entries
 
 
-def _values(entries: list[dict], setting: str, arm: str, view: str, loss: str | None = None) -> dict[str, float]:
+def arm_values(entries: list[dict], setting: str, arm: str, view: str, loss: str | None = None) -> dict[str, float]:
+    """dataset -> ``view`` of the entries of ``arm`` in ``setting`` (of ``loss``, for the per-loss arms)."""
     return {e["dataset"]: e[view] for e in entries if e["setting"] == setting and e["arm"] == arm
             and (loss is None or e.get("loss") == loss) and e[view] is not None}
 
@@ -128,31 +129,31 @@ def _setting_table(entries: list[dict], setting: str) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     arms = [f"noisy_{loss}" for loss in LOSSES] + [f"repaired_{m}_{loss}" for m in REPAIR_MODES for loss in LOSSES]
     for arm in arms:
-        pooled = _values(entries, setting, arm, "test_dice_pooled")
+        pooled = arm_values(entries, setting, arm, "test_dice_pooled")
         if not pooled:
             continue
         loss = arm.rsplit("_", 1)[-1] if arm.endswith("tloss") else "dice_ce"
         rules = sorted({e.get("rule", "-") for e in entries if e["setting"] == setting and e["arm"] == arm})
-        cells = [format_cell(over_datasets({d: [v] for d, v in _values(entries, setting, arm, view).items()},
+        cells = [format_cell(over_datasets({d: [v] for d, v in arm_values(entries, setting, arm, view).items()},
                                            bounds=DICE)) for view in VIEWS]
         if arm.startswith("repaired_"):
-            cells.append(format_cell(paired(pooled, _values(entries, setting, f"noisy_{loss}", "test_dice_pooled"),
+            cells.append(format_cell(paired(pooled, arm_values(entries, setting, f"noisy_{loss}", "test_dice_pooled"),
                                             bounds=DIFF)))
-            cells.append(format_cell(paired(pooled, _values(entries, setting, "noisy_tloss", "test_dice_pooled"),
+            cells.append(format_cell(paired(pooled, arm_values(entries, setting, "noisy_tloss", "test_dice_pooled"),
                                             bounds=DIFF)))
             for view in VIEWS:
-                cells.append(share_cell(*shares(_values(entries, setting, arm, view),
-                                                 _values(entries, setting, f"noisy_{loss}", view),
-                                                 _values(entries, setting, "clean_oracle", view, loss))))
+                cells.append(share_cell(*shares(arm_values(entries, setting, arm, view),
+                                                 arm_values(entries, setting, f"noisy_{loss}", view),
+                                                 arm_values(entries, setting, "clean_oracle", view, loss))))
         else:
             cells += ["-"] * 4
         lines.append(f"| {arm} | {', '.join(rules)} | {len(pooled)} | " + " | ".join(cells) + " |")
     for loss in LOSSES:
-        oracle = _values(entries, setting, "clean_oracle", "test_dice_pooled", loss)
+        oracle = arm_values(entries, setting, "clean_oracle", "test_dice_pooled", loss)
         if oracle:
             lines.append(f"| clean_oracle ({loss}) | - | {len(oracle)} | "
                          + format_cell(over_datasets({d: [v] for d, v in oracle.items()}, bounds=DICE)) + " | "
-                         + format_cell(over_datasets({d: [v] for d, v in _values(
+                         + format_cell(over_datasets({d: [v] for d, v in arm_values(
                              entries, setting, "clean_oracle", "test_dice_mean", loss).items()}, bounds=DICE))
                          + " | - | - | - | - |")
     return lines
@@ -227,11 +228,11 @@ def plot(entries: list[dict], setting: str, path: Path) -> Path:
     for loss in LOSSES:
         arms = [f"noisy_{loss}", *(f"repaired_{m}_{loss}" for m in REPAIR_MODES), "clean_oracle"]
         columns += [(arm, loss) for arm in arms]
-    columns = [(arm, loss) for arm, loss in columns if _values(entries, setting, arm, "test_dice_pooled",
+    columns = [(arm, loss) for arm, loss in columns if arm_values(entries, setting, arm, "test_dice_pooled",
                                                                loss if arm == "clean_oracle" else None)]
     with figure(path, figsize=(max(6, 0.9 * len(columns)), 4)) as (_, ax):
         for i, (arm, loss) in enumerate(columns):
-            values = list(_values(entries, setting, arm, "test_dice_pooled",
+            values = list(arm_values(entries, setting, arm, "test_dice_pooled",
                                   loss if arm == "clean_oracle" else None).values())
             ax.bar(i, np.mean(values), color="lightgrey" if loss == "dice_ce" else "lightsteelblue")
             ax.plot([i] * len(values), values, "o", ms=3, color="black")

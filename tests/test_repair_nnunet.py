@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import repair, repair_nnunet, repair_nnunet_loop, repair_nnunet_report, repair_report
 from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES
+from benchmarks.studykit.data import corrupted_cases
 from benchmarks.studykit.store import ResultStore
 from tloss_nnunet.audit.repair_rules import REPAIR_MODES
 from tloss_nnunet.errors import InputError
@@ -128,7 +129,7 @@ def test_corrupted_cases_compares_the_noisy_and_clean_labels_as_images(tmp_path)
                                                                   "labels": {"background": 0, "lesion": 1}}))
         for case, label in (("a", np.zeros((4, 4))), ("b", np.eye(4) * second)):
             cv2.imwrite(str(tmp_path / name / "labelsTr" / f"{case}.png"), label.astype(np.uint8))
-    assert repair_nnunet_loop.corrupted_cases(tmp_path / "noisy", tmp_path / "clean", ["a", "b"]) == {"b"}
+    assert set(corrupted_cases(tmp_path / "noisy", tmp_path / "clean", ["a", "b"])) == {"b"}
 
 
 def test_ranking_quality_reads_the_audits_own_score_with_ties_counting_half(tmp_path):
