@@ -6,7 +6,8 @@ and clean-label runs are shared (``horizon.py``, ``results/horizon_runs.json``).
 per (dataset, setting) 4-fold cross-fitted T-Loss models, length by nnU-Net's checkpoint_best rule on the noisy
 validation cases, our scores and cleanlab's on the same held-out probabilities. Stage 2 (``repair_retrain.py``):
 labels repaired (ignore / replace / drop, fraction rules) and retrained for 3000 iterations with Dice+CE and the
-T-Loss. Report: ``repair_report.py`` (and ``repair_audit_report.py`` for stage 1).
+T-Loss. Report: ``repair_report.py`` (and ``repair_audit_report.py`` for stage 1). A study resumed in a new work
+folder first re-creates the audit files its pending repair runs need (``repair_audit_rebuild.py``).
 
 Usage (from the repository root)::
 
@@ -22,10 +23,11 @@ from pathlib import Path
 
 from benchmarks import horizon, repair_report
 from benchmarks.repair_audit import AUDIT_ARM, audit_run
+from benchmarks.repair_audit_rebuild import missing_audits, rebuild_audit
 from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES, repair_run
 from benchmarks.studykit import cli, inprocess
 from benchmarks.studykit.config import StudyConfig
-from benchmarks.studykit.driver import Job
+from benchmarks.studykit.driver import Job, run_tasks
 from benchmarks.studykit.store import ResultStore, load_runs
 from tloss_nnunet.audit.repair_rules import REPAIR_MODES
 from tloss_nnunet.errors import InputError
@@ -84,16 +86,21 @@ def summarize(out: Path, horizon_runs: Path, config_name: str) -> list[Path]:
                                        len(horizon.CONFIG_DATASETS[config_name]))
 
 
+def _folders(config: StudyConfig, work_dir: Path, dataset: str) -> dict[str, Path]:
+    """The horizon study's prepared raw datasets of ``dataset`` (identical data in any work folder)."""
+    release_seed, noise_seed, first_id = horizon.DATASETS[dataset]
+    return inprocess.prepare(work_dir, config, release_seed=release_seed, noise_seed=noise_seed, first_id=first_id)
+
+
 def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str, str], ...],
           todo: list[tuple]) -> list[Job]:
     folders: dict[str, dict[str, Path]] = {}
     jobs = []
     for key in todo:
         dataset, setting, arm, seed = key[2:6]
-        release_seed, noise_seed, first_id = horizon.DATASETS[dataset]
-        if dataset not in folders:  # the horizon study's preparation: identical data in any work folder
-            folders[dataset] = inprocess.prepare(work_dir, config, release_seed=release_seed, noise_seed=noise_seed,
-                                                 first_id=first_id)
+        release_seed, noise_seed, _ = horizon.DATASETS[dataset]
+        if dataset not in folders:
+            folders[dataset] = _folders(config, work_dir, dataset)
         extra = {"engine": ENGINE, "config": config.name, "release_seed": release_seed, "noise_seed": noise_seed}
         paths = (str(folders[dataset][setting]), str(folders[dataset]["clean"]))
         if arm.startswith("audit_"):
@@ -106,6 +113,24 @@ def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str
     return jobs
 
 
+def _rebuild_audits(config: StudyConfig, work_dir: Path, store: ResultStore, todo: list[tuple],
+                    workers: int) -> None:
+    """Re-create the audit files that the pending repair runs need and this work folder lacks (a study resumed
+    on another machine), each checked against its record (:mod:`benchmarks.repair_audit_rebuild`)."""
+    done = store.done()
+    records = [r for r in store.runs if r["config"] == config.name]
+    missing = missing_audits(records, [key for key in todo if key not in done], work_dir)
+    if not missing:
+        return
+    tasks = []
+    for record in missing:
+        folders = _folders(config, work_dir, record["dataset"])
+        tasks.append((rebuild_audit, (record, str(folders[record["setting"]]), str(folders["clean"]),
+                                      audit_config(config), str(work_dir))))
+    for line in run_tasks(tasks, min(workers, len(tasks)), desc="re-creating audit files"):
+        print(line)
+
+
 def run(args) -> int:
     if args.summarize:
         return cli.wrote(summarize(args.out, args.horizon_runs, args.config))
@@ -116,6 +141,7 @@ def run(args) -> int:
     todo = [(ENGINE, config.name, dataset, setting, arm, seed) for dataset, setting, arm in
             plan(datasets, args.settings) for seed in seeds]
     cells = tuple((d, s) for s in HEADLINE if args.settings is None or s in args.settings for d in datasets)
+    _rebuild_audits(config, work_dir, store, todo, args.workers)
     return cli.execute(store, todo, lambda keys: _jobs(config, work_dir, Path(args.out), cells, keys), args.workers,
                        "repair", lambda: summarize(args.out, args.horizon_runs, config.name))
 

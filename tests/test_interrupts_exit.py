@@ -96,3 +96,69 @@ def test_a_ctrl_c_that_lands_in_a_finalizer_is_not_lost(capsys):
     assert exit_code_of(action, "prog") == 130
     assert time.perf_counter() - started < 4
     assert capsys.readouterr().err.strip() == "prog: interrupted"
+
+
+LEAK_PROBE = """
+    import os
+    import signal
+    import sys
+    import time
+    from multiprocessing import get_context, resource_tracker
+
+    from tloss_nnunet.errors import exit_code_of
+
+    registered = resource_tracker.register
+
+
+    def register(name, rtype):  # the Ctrl-C lands just after the tracker has recorded the new semaphore
+        registered(name, rtype)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+    def work():
+        resource_tracker.register = register
+        lock = get_context("spawn").Lock()  # what a process pool's queues make
+        resource_tracker.register = registered
+        time.sleep(10)  # where the Ctrl-C sent again lands
+        return 0 if lock else 1
+
+
+    if __name__ == "__main__":
+        sys.exit(exit_code_of(work, "probe", last_words=True))
+"""
+
+
+def test_a_ctrl_c_while_a_pool_makes_its_queues_leaks_no_semaphore(tmp_path: Path):
+    """The CI failure of stop 27: ``convert`` interrupted while its process pool made its queues ended in
+    "interrupted" followed by the resource tracker's "There appear to be 1 leaked semaphore objects" warning
+    (the KeyboardInterrupt cut SemLock.__init__ short between registering the semaphore and attaching the
+    finalizer that unregisters it). Now that Ctrl-C is sent again once the semaphore's bookkeeping is done."""
+    (tmp_path / "probe.py").write_text(textwrap.dedent(LEAK_PROBE))
+    started = time.perf_counter()
+    # communicate() waits for the resource tracker too: it shares stderr and prints its warning as it exits.
+    done = subprocess.run([sys.executable, str(tmp_path / "probe.py")], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "probe: interrupted\n")
+    assert time.perf_counter() - started < 8  # not the 10 s sleep: the interrupt was delivered, only later
+
+
+def test_bookkeeping_is_recognised_only_inside_multiprocessings_semaphore_code():
+    import inspect
+    from multiprocessing import get_context, resource_tracker
+
+    from tloss_nnunet.interrupts import in_multiprocessing_bookkeeping
+
+    seen: list[bool] = []
+    registered = resource_tracker.register
+
+    def register(name, rtype):
+        seen.append(in_multiprocessing_bookkeeping(inspect.currentframe()))
+        registered(name, rtype)
+
+    resource_tracker.register = register
+    try:
+        lock = get_context("spawn").Lock()
+    finally:
+        resource_tracker.register = registered
+    assert seen == [True] and lock
+    assert not in_multiprocessing_bookkeeping(inspect.currentframe())
+    assert not in_multiprocessing_bookkeeping(None)

@@ -207,3 +207,51 @@ def test_gallery_of_the_smoke_audit_names_each_cases_truth(smoke, capsys):
     assert "--cases must be in 1..8" in capsys.readouterr().err
     assert repair_gallery.main([*argv[:3], "a0.3b0.7", *argv[4:]]) == 2  # no audit of that setting
     assert "no audit of 101-201 a0.3b0.7" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_resumed_study_re_creates_a_lost_audit_file_from_its_record(smoke, tmp_path, capsys):
+    """A study resumed on another machine lacks the work folder's audit files: the audit is re-run and must
+    reproduce its record before the pending repair runs use it."""
+    from benchmarks.repair_audit import audit_file
+
+    payload = json.loads(smoke["out"].read_text())
+    pending = next(r for r in payload["runs"] if r["arm"] == "replace_f0.25_tloss" and r["setting"] == "a0.7b0.7")
+    payload["runs"].remove(pending)
+    out = tmp_path / "repair_runs.json"
+    out.write_text(json.dumps(payload))
+    kept = audit_file(smoke["work"], "101-201", "a0.7b0.7")
+    aside = tmp_path / "kept.npz"
+    kept.rename(aside)
+    common = [*smoke["common"][:smoke["common"].index("--out")], "--out", str(out),
+              *smoke["common"][smoke["common"].index("--out") + 2:]]
+    capsys.readouterr()
+    assert repair.main([*common, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 run(s) to do" in printed and "re-created the audit file of 101-201 a0.7b0.7" in printed
+    with np.load(kept) as again, np.load(aside) as before:
+        assert np.allclose(again["probabilities"], before["probabilities"], atol=1e-5)
+    redone = next(r for r in json.loads(out.read_text())["runs"] if r["arm"] == pending["arm"]
+                  and r["setting"] == "a0.7b0.7")
+    assert redone["repaired_cases"] == pending["repaired_cases"]
+
+
+@pytest.mark.slow
+def test_an_audit_that_does_not_reproduce_its_record_is_refused(smoke, tmp_path):
+    from benchmarks.repair_audit import audit_file
+    from benchmarks.repair_audit_rebuild import AuditMismatch, difference, rebuild_audit
+
+    record = next(r for r in json.loads(smoke["out"].read_text())["runs"]
+                  if r["arm"] == "audit_tloss" and r["setting"] == "clean")
+    assert difference(record, record) == (0.0, [])
+    tampered = json.loads(json.dumps(record))
+    tampered["cases"][0]["tloss_nll"] *= 1.5
+    tampered["folds"][1]["kept_iteration"] += 1
+    clean = next((smoke["work"] / "nnUNet_raw").glob("Dataset*_clean"))
+    config = repair.audit_config(repair.CONFIGS["smoke"])
+    with pytest.raises(AuditMismatch, match=r"101-201 clean does not reproduce its record: largest relative score "
+                                            r"difference 3\.3\de-01 .*fold 1 kept iteration"):
+        rebuild_audit(tampered, str(clean), str(clean), config, str(tmp_path))
+    assert not audit_file(tmp_path, "101-201", "clean").exists()
+    assert rebuild_audit(record, str(clean), str(clean), config, str(tmp_path)).startswith(
+        "re-created the audit file of 101-201 clean")

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from tloss_nnunet.interrupts import ignore_interrupts
+from tloss_nnunet.interrupts import ignore_interrupts, in_multiprocessing_bookkeeping
 
 __all__ = ["InputError", "exit_code_of"]
 
@@ -30,8 +30,15 @@ def _caused_by_interrupt(error: BaseException) -> bool:
     return False
 
 
-#: Delay before a Ctrl-C caught in a finalizer is sent again.
+#: Delay before a Ctrl-C caught in a finalizer (or in multiprocessing's bookkeeping) is sent again.
 _REDELIVER_AFTER_S = 0.05
+
+
+def _send_again_later() -> None:
+    """SIGINT to this process in :data:`_REDELIVER_AFTER_S`, from a daemon thread."""
+    timer = threading.Timer(_REDELIVER_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
 
 
 class _InterruptWatch:
@@ -45,6 +52,9 @@ class _InterruptWatch:
         self._hook = sys.unraisablehook
 
     def __call__(self, signum, frame) -> None:
+        if in_multiprocessing_bookkeeping(frame):  # e.g. a pool creating its queues: it would leak semaphores
+            _send_again_later()
+            return
         self.fired = True
         raise KeyboardInterrupt
 
@@ -64,10 +74,7 @@ class _InterruptWatch:
 
     def _unraisable(self, unraisable) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            # A little later, so that it finds this hook (and the aborted finalizer) done.
-            timer = threading.Timer(_REDELIVER_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
-            timer.daemon = True
-            timer.start()
+            _send_again_later()  # a little later, so that it finds this hook (and the aborted finalizer) done
             return
         self._hook(unraisable)
 

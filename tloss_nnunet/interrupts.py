@@ -5,17 +5,22 @@ A second SIGINT that lands while a staging folder is being removed or a worker p
 raise :class:`KeyboardInterrupt` in the middle of that work (half-removed folders, pipes closed under a
 running thread: "Bad file descriptor"). :func:`deferred_interrupts` runs such a block with SIGINT recorded
 instead of raised, and raises one :class:`KeyboardInterrupt` afterwards if any arrived and no other exception
-is already on its way.
+is already on its way. :func:`in_multiprocessing_bookkeeping` tells when a Ctrl-C would cut short
+multiprocessing's own record of the semaphores it created (the command's SIGINT handler then sends it again a
+little later).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import CodeType, FrameType
 
-__all__ = ["deferred_interrupts", "ignore_interrupts", "sigint_blocked", "unblock_sigint"]
+__all__ = ["deferred_interrupts", "ignore_interrupts", "in_multiprocessing_bookkeeping", "sigint_blocked",
+           "unblock_sigint"]
 
 
 @contextmanager
@@ -80,3 +85,37 @@ def ignore_interrupts() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@functools.cache
+def _bookkeeping() -> tuple[frozenset[CodeType], CodeType | None, object, str | None]:
+    """What :func:`in_multiprocessing_bookkeeping` looks for: the code of SemLock's ``__init__`` and ``_cleanup``,
+    of ``Finalize.__call__``, the ``_cleanup`` function, and the resource tracker's file."""
+    try:
+        from multiprocessing import resource_tracker, synchronize, util
+    except ImportError:  # no sem_open on this platform: nothing is registered either
+        return frozenset(), None, None, None
+    semlock = synchronize.SemLock
+    cleanup = getattr(semlock, "_cleanup", None)  # private, not in typeshed
+    codes = {semlock.__init__.__code__} | ({cleanup.__code__} if cleanup is not None else set())
+    return frozenset(codes), util.Finalize.__call__.__code__, cleanup, resource_tracker.__file__
+
+
+def in_multiprocessing_bookkeeping(frame: FrameType | None) -> bool:
+    """True when the stack at ``frame`` (a signal handler's) is creating or finalizing a multiprocessing semaphore,
+    or talking to the resource tracker.
+
+    Why: a semaphore is registered with the resource tracker inside ``SemLock.__init__`` and unregistered by the
+    finalizer that ``__init__`` attaches last; either cut short by an exception leaves the tracker warning of
+    "leaked semaphore objects" when the command has ended. Other finalizers (a pool's, which joins its processes)
+    are not counted: Ctrl-C must still reach a command stuck in one."""
+    codes, finalize_call, cleanup, tracker_file = _bookkeeping()
+    while frame is not None:
+        code = frame.f_code
+        if code in codes or code.co_filename == tracker_file:
+            return True
+        if code is finalize_call and cleanup is not None and \
+                getattr(frame.f_locals.get("self"), "_callback", None) is cleanup:
+            return True
+        frame = frame.f_back
+    return False

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -22,7 +23,7 @@ from tloss_nnunet.workers import process_pool
 
 from .store import ResultStore
 
-__all__ = ["Job", "run_jobs"]
+__all__ = ["Job", "run_jobs", "run_tasks"]
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,25 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def _pool(total: int, workers: int, threads: int, desc: str, unit: str) -> Iterator[tuple[Executor, tqdm]]:
+    """The project's pool of ``workers`` processes on ``threads`` torch threads each, with a progress bar."""
+    import torch
+
+    saved = torch.get_num_threads()
+    if workers == 1:  # the in-process executor runs each job at submission, in this thread
+        _set_threads(threads)
+    try:
+        with tqdm(total=total, desc=desc, unit=unit) as bar, \
+                process_pool(workers, initializer=functools.partial(_set_threads, threads)) as pool:
+            yield pool, bar
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run_jobs(jobs: Sequence[Job], store: ResultStore, workers: int = 1, threads: int = 1,
              desc: str = "study") -> list[tuple]:
     """Run ``jobs``, store every record as it comes, and return the keys of the runs that failed."""
-    import torch
-
     failed: list[tuple] = []
 
     def collect(future: Future, job: Job, bar: tqdm) -> None:
@@ -57,21 +72,27 @@ def run_jobs(jobs: Sequence[Job], store: ResultStore, workers: int = 1, threads:
             failed.append(job.key)
         bar.update()
 
-    saved = torch.get_num_threads()
-    if workers == 1:  # the in-process executor runs each job at submission, in this thread
-        _set_threads(threads)
-    try:
-        with tqdm(total=len(jobs), desc=desc, unit="run") as bar, \
-                process_pool(workers, initializer=functools.partial(_set_threads, threads)) as pool:
-            pending: dict[Future, Job] = {}
-            for job in jobs:
-                future = pool.submit(job.function, *job.args)
-                if future.done():
-                    collect(future, job, bar)
-                else:
-                    pending[future] = job
-            for future in as_completed(pending):
-                collect(future, pending[future], bar)
-    finally:
-        torch.set_num_threads(saved)
+    with _pool(len(jobs), workers, threads, desc, "run") as (pool, bar):
+        pending: dict[Future, Job] = {}
+        for job in jobs:
+            future = pool.submit(job.function, *job.args)
+            if future.done():
+                collect(future, job, bar)
+            else:
+                pending[future] = job
+        for future in as_completed(pending):
+            collect(future, pending[future], bar)
     return failed
+
+
+def run_tasks(tasks: Sequence[tuple[Callable, tuple]], workers: int = 1, threads: int = 1,
+              desc: str = "tasks") -> list:
+    """``function(*args)`` of each task on the same pool as :func:`run_jobs`, nothing stored; the results in the
+    tasks' order (the first exception is raised, the running tasks stopped)."""
+    with _pool(len(tasks), workers, threads, desc, "task") as (pool, bar):
+        futures = [pool.submit(function, *args) for function, args in tasks]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            bar.update()
+        return results
