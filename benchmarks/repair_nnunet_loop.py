@@ -208,6 +208,9 @@ class Confirmation:
             "n_trained": record["cases_total"] - sum(v is None for v in changed.values()),
             "retrain_s": round(time.perf_counter() - retrain_start, 2),
             "wall_s": round(time.perf_counter() - start, 2), "audit_reused": audit["audit_reused"],
+            # The audit this run repaired with: its record may come from another machine, where the folds trained
+            # differently (nnU-Net does not seed its training).
+            "audit_auroc": audit["auroc"], "audit_precision_at_k": audit["precision_at_k"],
             "model_reused": model_reused, "iterations": self.config.iterations,
             "audit_iterations": audit["audit_iterations"], "machine": machine_description(self.device),
         }
