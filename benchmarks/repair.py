@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import horizon, repair_report
 from benchmarks.repair_audit import AUDIT_ARM, audit_run
-from benchmarks.repair_audit_rebuild import missing_audits, rebuild_audit
+from benchmarks.repair_audit_rebuild import finish_superseding, missing_audits, rebuild_audit
 from benchmarks.repair_retrain import HEADLINE, KEY_FIELDS, RULES, repair_run
 from benchmarks.studykit import cli, inprocess
 from benchmarks.studykit.config import StudyConfig
@@ -69,6 +69,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--settings", nargs="+", default=None, help=f"from {SETTINGS} (default all)")
     parser.add_argument("--horizon-runs", type=Path, default=horizon.DEFAULT_OUT,
                         help="the long-horizon study's records (the shared noisy and clean-oracle runs)")
+    parser.add_argument("--supersede-unreproducible-audits", action="store_true",
+                        help="an audit re-run on a new machine that does not reproduce its record (another kind of "
+                             "CPU rounds differently) and that no repair run has used becomes the record; the old "
+                             "one is kept in <out>_superseded_audits.json")
     args = parser.parse_args(argv)
     for name in ("datasets", "settings"):
         if getattr(args, name) is not None:
@@ -113,22 +117,39 @@ def _jobs(config: StudyConfig, work_dir: Path, out: Path, cells: tuple[tuple[str
     return jobs
 
 
-def _rebuild_audits(config: StudyConfig, work_dir: Path, store: ResultStore, todo: list[tuple],
-                    workers: int) -> None:
+def set_aside_path(out: Path) -> Path:
+    """Where audit records superseded by a re-run on another kind of CPU are kept (beside the records)."""
+    return out.with_name(f"{out.stem}_superseded_audits.json")
+
+
+def _rebuild_audits(config: StudyConfig, work_dir: Path, store: ResultStore, todo: list[tuple], workers: int,
+                    supersede: bool) -> None:
     """Re-create the audit files that the pending repair runs need and this work folder lacks (a study resumed
-    on another machine), each checked against its record (:mod:`benchmarks.repair_audit_rebuild`)."""
+    on another machine), each checked against its record (:mod:`benchmarks.repair_audit_rebuild`). With
+    ``supersede``, an audit no repair run has used yet and that does not reproduce becomes its record; the old
+    record moves to :func:`set_aside_path`."""
     done = store.done()
     records = [r for r in store.runs if r["config"] == config.name]
     missing = missing_audits(records, [key for key in todo if key not in done], work_dir)
     if not missing:
         return
+    used = {(r["dataset"], r["setting"]) for r in records if r.get("stage") == "repair"}
     tasks = []
     for record in missing:
         folders = _folders(config, work_dir, record["dataset"])
+        replaceable = (record["dataset"], record["setting"]) not in used
+        hint = ("; no repair run has used it yet: --supersede-unreproducible-audits keeps the re-run audit as "
+                "its record" if replaceable else "; repair runs have used it, so it cannot be replaced")
         tasks.append((rebuild_audit, (record, str(folders[record["setting"]]), str(folders["clean"]),
-                                      audit_config(config), str(work_dir))))
-    for line in run_tasks(tasks, min(workers, len(tasks)), desc="re-creating audit files"):
+                                      audit_config(config), str(work_dir), "cpu", supersede and replaceable, hint)))
+    aside = set_aside_path(store.path)
+    for record, (line, rebuilt) in zip(missing, run_tasks(tasks, min(workers, len(tasks)),
+                                                          desc="re-creating audit files")):
         print(line)
+        if rebuilt is not None:  # the old record is kept first, so a kill in between loses neither
+            ResultStore.open(aside, (), resume=True, key_fields=KEY_FIELDS).add(record)
+            store.replace(record, rebuilt)
+            finish_superseding(work_dir, record["dataset"], record["setting"])
 
 
 def run(args) -> int:
@@ -141,7 +162,7 @@ def run(args) -> int:
     todo = [(ENGINE, config.name, dataset, setting, arm, seed) for dataset, setting, arm in
             plan(datasets, args.settings) for seed in seeds]
     cells = tuple((d, s) for s in HEADLINE if args.settings is None or s in args.settings for d in datasets)
-    _rebuild_audits(config, work_dir, store, todo, args.workers)
+    _rebuild_audits(config, work_dir, store, todo, args.workers, args.supersede_unreproducible_audits)
     return cli.execute(store, todo, lambda keys: _jobs(config, work_dir, Path(args.out), cells, keys), args.workers,
                        "repair", lambda: summarize(args.out, args.horizon_runs, config.name))
 

@@ -46,7 +46,10 @@ def derive(runs: list[dict], shared: list[dict], planned: list[str]) -> list[dic
                         "seed": r["seed"], "test_dice_pooled": r["dice_pooled"], "test_dice_mean": r["dice_mean"],
                         "mode": r["mode"], "rule": r["rule"], "repaired_cases": len(r["repaired_cases"]),
                         "repaired_corrupted": r["repaired_corrupted"], "n_corrupted": r["n_corrupted"],
-                        "retrain_s": r["retrain_s"], "wall_s": r["wall_s"], "reused": r["model_reused"]})
+                        "retrain_s": r["retrain_s"], "wall_s": r["wall_s"], "reused": r["model_reused"],
+                        # the audit this run repaired with (trained again when its folds were lost: nnU-Net does not
+                        # seed, so it can differ from the audit record); None in records older than the field
+                        "audit_auroc": r.get("audit_auroc"), "audit_precision_at_k": r.get("audit_precision_at_k")})
     return entries
 
 
@@ -103,14 +106,15 @@ def _summary_table(entries: list[dict]) -> list[str]:
 
 def _dataset_table(entries: list[dict]) -> list[str]:
     lines = ["| dataset | arm | noisy, same loss | repaired | clean oracle | repaired cases (corrupted / corrupted in "
-             "the set) | retraining s |", "|---|---|---|---|---|---|---|"]
+             "the set) | its audit: AUROC, precision@k | retraining s |", "|---|---|---|---|---|---|---|---|"]
     for e in (e for e in entries if e["arm"].startswith("repaired_")):
         noisy = _values(entries, f"noisy_{e['loss']}", "test_dice_pooled", e["loss"]).get(e["dataset"])
         oracle = _values(entries, "clean_oracle", "test_dice_pooled", e["loss"]).get(e["dataset"])
         cells = ["-" if v is None else f"{100 * v:.1f}" for v in (noisy, e["test_dice_pooled"], oracle)]
         lines.append(f"| {e['dataset']} | {e['arm']} ({e['rule']}) | " + " | ".join(cells)
                      + f" | {e['repaired_cases']} ({e['repaired_corrupted']} / {e['n_corrupted']}) | "
-                     + ("reused" if e["reused"] else f"{e['retrain_s']:.0f}") + " |")
+                     + ("-" if e["audit_auroc"] is None else f"{e['audit_auroc']:.2f}, {e['audit_precision_at_k']:.2f}")
+                     + " | " + ("reused" if e["reused"] else f"{e['retrain_s']:.0f}") + " |")
     return lines
 
 
@@ -118,7 +122,9 @@ def _audit_lines(audits: list[dict]) -> list[str]:
     """Per dataset: how well the stock audit's ranking finds the corrupted cases, and what it cost."""
     if not audits:
         return ["No audit has run yet."]
-    lines = ["| dataset | ranked by | AUROC | precision@k | corrupted cases | audit s (4 folds + suspects) |",
+    lines = ["The audit records (a loop whose audit folds were lost trains them again; the per-dataset table names the "
+             "AUROC of the audit each repair used).", "",
+             "| dataset | ranked by | AUROC | precision@k | corrupted cases | audit s (4 folds + suspects) |",
              "|---|---|---|---|---|---|"]
     for a in sorted(audits, key=lambda a: a["dataset"]):
         lines.append(f"| {a['dataset']} | {a['rank_by']} | {a['auroc']:.2f} | {a['precision_at_k']:.2f} | "

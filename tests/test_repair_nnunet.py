@@ -152,7 +152,8 @@ def _confirmation(dataset: str, pooled: float) -> dict:
     return {"dataset": dataset, "setting": "a0.7b0.7", "arm": "repaired_ignore_tloss", "seed": 0, "stage": "repair",
             "mode": "ignore", "rule": "f0.25", "trained_loss": "tloss", "dice_pooled": pooled,
             "dice_mean": pooled - 0.02, "repaired_cases": ["x", "y", "z", "w"], "repaired_corrupted": 3,
-            "n_corrupted": 9, "retrain_s": 450.0, "wall_s": 460.0, "audit_reused": True, "model_reused": False}
+            "n_corrupted": 9, "retrain_s": 450.0, "wall_s": 460.0, "audit_reused": True, "model_reused": False,
+            "audit_auroc": 0.85, "audit_precision_at_k": 0.75}
 
 
 def _audit(dataset: str, auroc: float, reused: bool = False) -> dict:
@@ -188,7 +189,7 @@ def test_report_pairs_by_dataset_gives_the_share_and_waits_for_every_dataset(tmp
     assert "waiting for d3 (repaired_ignore_tloss)" in text
     row = next(line for line in text.splitlines() if line.startswith("| repaired_ignore_tloss |"))
     assert "| 2 | 72.0 [" in row and "| 5.0 [5.0, 5.0] |" in row and "| 50 % [50, 50] (n=2) |" in row
-    assert "| d2 | repaired_ignore_tloss (f0.25) | 62.0 | 67.0 | 72.0 | 4 (3 / 9) | 450 |" in text
+    assert "| d2 | repaired_ignore_tloss (f0.25) | 62.0 | 67.0 | 72.0 | 4 (3 / 9) | 0.85, 0.75 | 450 |" in text
     assert "the whole loop = 2.6 x one training" in text  # (600 + 450) / 400
     assert "| d1 | one_minus_softmin | 0.80 | 0.70 | 9 of 16 | 600 |" in text
     assert "| d3 | one_minus_softmin | 0.70 | 0.60 | 9 of 16 | reused |" in text

@@ -253,5 +253,44 @@ def test_an_audit_that_does_not_reproduce_its_record_is_refused(smoke, tmp_path)
                                             r"difference 3\.3\de-01 .*fold 1 kept iteration"):
         rebuild_audit(tampered, str(clean), str(clean), config, str(tmp_path))
     assert not audit_file(tmp_path, "101-201", "clean").exists()
-    assert rebuild_audit(record, str(clean), str(clean), config, str(tmp_path)).startswith(
-        "re-created the audit file of 101-201 clean")
+    line, rebuilt = rebuild_audit(record, str(clean), str(clean), config, str(tmp_path))
+    assert line.startswith("re-created the audit file of 101-201 clean") and rebuilt is None
+
+
+@pytest.mark.slow
+def test_an_unreproducible_audit_no_repair_run_used_is_superseded_only_when_asked(smoke, tmp_path, capsys):
+    """Another kind of CPU rounds differently: an unused audit may then be replaced by its re-run (old record set
+    aside, nothing lost); a used one never."""
+    from benchmarks.repair_audit import audit_file
+
+    payload = json.loads(smoke["out"].read_text())
+    payload["runs"] = [r for r in payload["runs"] if not (r["setting"] == "clean" and r["stage"] == "repair")]
+    record = next(r for r in payload["runs"] if r["setting"] == "clean")
+    honest = record["cases"][0]["tloss_nll"]
+    record["cases"][0]["tloss_nll"] *= 1.5  # as if recorded on another CPU
+    pending = next(r for r in payload["runs"] if r["arm"] == "drop_f0.5_tloss")  # a0.7b0.7: its audit is used
+    payload["runs"].remove(pending)
+    next(r for r in payload["runs"] if r["setting"] == "a0.7b0.7")["cases"][0]["mse"] *= 1.5
+    out = tmp_path / "repair_runs.json"
+    out.write_text(json.dumps(payload))
+    for setting in ("clean", "a0.7b0.7"):
+        audit_file(smoke["work"], "101-201", setting).rename(tmp_path / f"{setting}.npz")
+    common = ["--config", "smoke", "--datasets", "101-201", "--out", str(out), "--horizon-runs",
+              str(smoke["root"] / "h_runs.json"), "--work-dir", str(smoke["work"]), "--resume", "--settings"]
+    capsys.readouterr()
+    assert repair.main([*common, "a0.7b0.7", "--supersede-unreproducible-audits"]) == 2
+    assert "101-201 a0.7b0.7 does not reproduce" in (err := capsys.readouterr().err)
+    assert "repair runs have used it, so it cannot be replaced" in err and out.read_text() == json.dumps(payload)
+    (tmp_path / "a0.7b0.7.npz").rename(audit_file(smoke["work"], "101-201", "a0.7b0.7"))
+    common += ["a0.7b0.7"]  # a chosen rule is read from the headline setting's runs
+    assert repair.main([*common, "clean"]) == 2
+    assert "no repair run has used it yet: --supersede-unreproducible-audits" in capsys.readouterr().err
+    assert not audit_file(smoke["work"], "101-201", "clean").exists()
+    assert repair.main([*common, "clean", "--supersede-unreproducible-audits"]) == 0
+    assert "the re-run audit becomes its record (the old one set aside)" in capsys.readouterr().out
+    runs = json.loads(out.read_text())["runs"]
+    new = next(r for r in runs if r["setting"] == "clean" and r["stage"] == "audit")
+    assert new["cases"][0]["tloss_nll"] == pytest.approx(honest, rel=1e-6) and "supersedes" in new
+    assert len([r for r in runs if r["setting"] == "clean"]) == 1 + 6  # the audit, then every clean repair run
+    aside = json.loads(repair.set_aside_path(out).read_text())["runs"]
+    assert aside == [record] and audit_file(smoke["work"], "101-201", "clean").is_file()

@@ -8,6 +8,7 @@ declares (the long-horizon study keys its runs by dataset too).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,13 +26,25 @@ KEY_FIELDS: tuple[str, ...] = ("engine", "config", "setting", "loss", "seed")
 
 
 def machine_description(device: str = "cpu") -> str:
-    """Where a run happened, e.g. ``"Linux x86_64, 2 CPUs, torch 2.5.1, cpu"``."""
+    """Where a run happened, e.g. ``"Linux x86_64, 2 CPUs, torch 2.5.1, cpu (AVX512, flags 3f2a9c01)"``: the
+    instruction set torch uses and a digest of the CPU's feature flags, since kernels round differently on
+    another kind of CPU (a seeded run reproduces on the same kind only)."""
     import torch
 
-    name = device
+    name = f"{device} ({torch.backends.cpu.get_cpu_capability()}, flags {_cpu_flags_digest()})"
     if device.startswith("cuda") and torch.cuda.is_available():
         name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {name}"
+
+
+def _cpu_flags_digest() -> str:
+    """8 hex digits of the sorted feature flags in ``/proc/cpuinfo`` ("unknown" where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:8] if flags else "unknown"
 
 
 def run_key(record: dict, key_fields: Sequence[str] = KEY_FIELDS) -> tuple:
@@ -91,6 +104,16 @@ class ResultStore:
             raise ValueError(f"run record lacks {missing}")
         self.runs.append(_json_safe(record))
         self.failed = [f for f in self.failed if tuple(f["run"]) != run_key(record, self.key_fields)]
+        self.save()
+
+    def replace(self, old: dict, new: dict) -> None:
+        """Put ``new`` in the place of the stored record ``old`` (same key) and rewrite the file."""
+        if run_key(old, self.key_fields) != run_key(new, self.key_fields):
+            raise ValueError(f"a record of {run_key(new, self.key_fields)} cannot replace one of "
+                             f"{run_key(old, self.key_fields)}")
+        if missing := _missing(new, self.fields, self.key_fields):
+            raise ValueError(f"run record lacks {missing}")
+        self.runs[self.runs.index(old)] = _json_safe(new)
         self.save()
 
     def fail(self, key: tuple, error: str) -> None:
