@@ -86,13 +86,13 @@ def run_jobs(jobs: Sequence[Job], store: ResultStore, workers: int = 1, threads:
 
 
 def run_tasks(tasks: Sequence[tuple[Callable, tuple]], workers: int = 1, threads: int = 1,
-              desc: str = "tasks") -> list:
-    """``function(*args)`` of each task on the same pool as :func:`run_jobs`, nothing stored; the results in the
-    tasks' order (the first exception is raised, the running tasks stopped)."""
+              desc: str = "tasks") -> Iterator:
+    """``function(*args)`` of each task on the same pool as :func:`run_jobs`, nothing stored; yields the results
+    in the tasks' order, each as soon as it and those before it are done, so a caller can keep each before the
+    next finishes (the first exception is raised, the running tasks stopped)."""
     with _pool(len(tasks), workers, threads, desc, "task") as (pool, bar):
         futures = [pool.submit(function, *args) for function, args in tasks]
-        results = []
         for future in futures:
-            results.append(future.result())
+            result = future.result()
             bar.update()
-        return results
+            yield result
