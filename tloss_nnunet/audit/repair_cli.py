@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "hard-linked (copied across file systems); the source dataset is never changed. repair.png (the "
         "repaired cases before and after) and repair.json (what was done, with digests) go into the new dataset. "
         "Refuses, writing nothing, a dataset changed since the audit and an ID that exists. --mode and the rule "
-        "have no default yet: the repair study will set them.",
+        "have no default: no combination of the repair study held up with the stock nnU-Net commands "
+        "(docs/results/repair.md).",
     )
     p.add_argument("audit_dir", metavar="AUDIT_DIR", help="output folder of tloss-nnunet suspects")
     p.add_argument("--out-id", type=int, required=True, metavar="ID",
