@@ -147,7 +147,9 @@ def _rebuild_audits(config: StudyConfig, work_dir: Path, store: ResultStore, tod
                                                           desc="re-creating audit files")):
         print(line)
         if rebuilt is not None:  # the old record is kept first, so a kill in between loses neither
-            ResultStore.open(aside, (), resume=True, key_fields=KEY_FIELDS).add(record)
+            kept = ResultStore.open(aside, (), resume=True, key_fields=KEY_FIELDS)
+            if record not in kept.runs:  # a study killed before replacing it sets it aside again
+                kept.add(record)
             store.replace(record, rebuilt)
             finish_superseding(work_dir, record["dataset"], record["setting"])
 

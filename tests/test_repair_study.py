@@ -286,6 +286,8 @@ def test_an_unreproducible_audit_no_repair_run_used_is_superseded_only_when_aske
     assert repair.main([*common, "clean"]) == 2
     assert "no repair run has used it yet: --supersede-unreproducible-audits" in capsys.readouterr().err
     assert not audit_file(smoke["work"], "101-201", "clean").exists()
+    # as if a study had been killed after setting the old record aside but before replacing it
+    repair.set_aside_path(out).write_text(json.dumps({"runs": [record]}))
     assert repair.main([*common, "clean", "--supersede-unreproducible-audits"]) == 0
     assert "the re-run audit becomes its record (the old one set aside)" in capsys.readouterr().out
     runs = json.loads(out.read_text())["runs"]
