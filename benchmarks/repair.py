@@ -142,12 +142,11 @@ def _rebuild_audits(config: StudyConfig, work_dir: Path, store: ResultStore, tod
                 "its record" if replaceable else "; repair runs have used it, so it cannot be replaced")
         tasks.append((rebuild_audit, (record, str(folders[record["setting"]]), str(folders["clean"]),
                                       audit_config(config), str(work_dir), "cpu", supersede and replaceable, hint)))
-    aside = set_aside_path(store.path)
+    kept = ResultStore.open(set_aside_path(store.path), (), resume=True, key_fields=KEY_FIELDS)
     for record, (line, rebuilt) in zip(missing, run_tasks(tasks, min(workers, len(tasks)),
                                                           desc="re-creating audit files")):
         print(line)
         if rebuilt is not None:  # the old record is kept first, so a kill in between loses neither
-            kept = ResultStore.open(aside, (), resume=True, key_fields=KEY_FIELDS)
             if record not in kept.runs:  # a study killed before replacing it sets it aside again
                 kept.add(record)
             store.replace(record, rebuilt)

@@ -48,8 +48,8 @@ def derive(runs: list[dict], shared: list[dict], planned: list[str]) -> list[dic
                         "repaired_corrupted": r["repaired_corrupted"], "n_corrupted": r["n_corrupted"],
                         "retrain_s": r["retrain_s"], "wall_s": r["wall_s"], "reused": r["model_reused"],
                         # the audit this run repaired with (trained again when its folds were lost: nnU-Net does not
-                        # seed, so it can differ from the audit record); None in records older than the field
-                        "audit_auroc": r.get("audit_auroc"), "audit_precision_at_k": r.get("audit_precision_at_k")})
+                        # seed, so it can differ from the audit record)
+                        "audit_auroc": r["audit_auroc"], "audit_precision_at_k": r["audit_precision_at_k"]})
     return entries
 
 
@@ -113,8 +113,8 @@ def _dataset_table(entries: list[dict]) -> list[str]:
         cells = ["-" if v is None else f"{100 * v:.1f}" for v in (noisy, e["test_dice_pooled"], oracle)]
         lines.append(f"| {e['dataset']} | {e['arm']} ({e['rule']}) | " + " | ".join(cells)
                      + f" | {e['repaired_cases']} ({e['repaired_corrupted']} / {e['n_corrupted']}) | "
-                     + ("-" if e["audit_auroc"] is None else f"{e['audit_auroc']:.2f}, {e['audit_precision_at_k']:.2f}")
-                     + " | " + ("reused" if e["reused"] else f"{e['retrain_s']:.0f}") + " |")
+                     + f"{e['audit_auroc']:.2f}, {e['audit_precision_at_k']:.2f} | "
+                     + ("reused" if e["reused"] else f"{e['retrain_s']:.0f}") + " |")
     return lines
 
 

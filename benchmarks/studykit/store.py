@@ -31,9 +31,10 @@ def machine_description(device: str = "cpu") -> str:
     another kind of CPU (a seeded run reproduces on the same kind only)."""
     import torch
 
-    name = f"{device} ({torch.backends.cpu.get_cpu_capability()}, flags {_cpu_flags_digest()})"
     if device.startswith("cuda") and torch.cuda.is_available():
         name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    else:
+        name = f"{device} ({torch.backends.cpu.get_cpu_capability()}, flags {_cpu_flags_digest()})"
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {name}"
 
 
