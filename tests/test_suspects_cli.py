@@ -1,10 +1,10 @@
-"""``tloss-nnunet suspects`` end to end on the session's tiny model trained with the stock nnU-Net commands.
+"""``tloss-nnunet suspects`` end to end on a model trained with the stock nnU-Net commands.
 
-A second fold is trained so that cross-fold scoring (each case by the fold that held it out) is exercised; the
-raw dataset is copied with one training label inverted, which the audit's squared-error scores must put first.
-The model trains a few iterations only, so its probabilities stay near 0.5 and every case's softmin is set by its
-worst pixels: the default (softmin) ranking is checked for its order, the finding of the wrong label by the
-squared-error scores (what softmin finds is checked on hand-made probabilities in test_audit_scores.py).
+Folds 0 and 1 of the session's tiny planned dataset are trained with ``nnUNetTrainerTLoss_audit`` (tests/nnunet_ext,
+100 iterations: the session's ``_tiny`` model trains 8, too few for its predictions to mean anything, and the finding
+of the wrong label then depended on how nnU-Net's unseeded training happened to start), so that cross-fold scoring
+(each case by the fold that held it out) is exercised. The raw dataset is copied with one training label inverted,
+which every score must put first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import shutil
 
 import numpy as np
 import pytest
-from nnunet_commands import DATASET_ID, TRAINER, cli, private_results, run
+from nnunet_commands import DATASET_ID, cli, private_results, run
 from PIL import Image
 
 from tloss_nnunet.cli import main
@@ -26,15 +26,23 @@ pytestmark = [pytest.mark.slow]
 
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+AUDIT_TRAINER = "nnUNetTrainerTLoss_audit"
+TEST_TRAINERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunet_ext")
 
 
 @pytest.fixture(scope="module")
 def audited(trained_tloss_model, tmp_path_factory):
-    """Fold 1 trained into a copy of the session's model, a raw copy with one inverted label, and one audit of it
-    (``root/audit``, its stdout in ``stdout``) that the re-run tests copy instead of predicting again."""
+    """Folds 0 and 1 trained with ``AUDIT_TRAINER`` into a private results folder, a raw copy with one inverted
+    label, and one audit of it (``root/audit``, its stdout in ``stdout``) that the re-run tests copy instead of
+    predicting again. ``env`` finds the test trainer (nnU-Net reads ``nnUNet_extTrainer`` as a path list)."""
     root = tmp_path_factory.mktemp("suspects")
-    model = private_results(trained_tloss_model, root)  # fold 1 is trained into a copy: the shared model keeps 1 fold
-    run(["nnUNetv2_train", str(DATASET_ID), "2d", "1", "-tr", TRAINER, "-device", "cpu"], model["train_env"])
+    shared = private_results(trained_tloss_model, root)  # the shared plans and data; results written privately
+    ext = os.pathsep.join((shared["ext"], TEST_TRAINERS))
+    for fold in ("0", "1"):
+        run(["nnUNetv2_train", str(DATASET_ID), "2d", fold, "-tr", AUDIT_TRAINER, "-device", "cpu"],
+            dict(shared["train_env"], nnUNet_extTrainer=ext))
+    model = {**shared, "model": os.path.join(os.path.dirname(shared["model"]), f"{AUDIT_TRAINER}__nnUNetPlans__2d"),
+             "env": dict(shared["env"], nnUNet_extTrainer=ext)}
     raw = root / os.path.basename(model["raw"])
     shutil.copytree(model["raw"], raw)
     labels = sorted((raw / "labelsTr").iterdir())
@@ -43,7 +51,7 @@ def audited(trained_tloss_model, tmp_path_factory):
     Image.fromarray((1 - mask).astype(np.uint8)).save(wrong)
     base = ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet", "--raw", str(raw)]
     with pytest.MonkeyPatch.context() as patch:
-        for key in NNUNET_FOLDERS:
+        for key in (*NNUNET_FOLDERS, "nnUNet_extTrainer"):
             patch.setenv(key, model["env"][key])
         stdout = cli(["suspects", model["model"], "-o", str(root / "audit"), *base])
     return {**model, "audit_raw": raw, "wrong_case": wrong.name[:-len(".png")], "root": root, "base": base,
@@ -52,7 +60,7 @@ def audited(trained_tloss_model, tmp_path_factory):
 
 @pytest.fixture()
 def nnunet_env(audited, monkeypatch):
-    for key in NNUNET_FOLDERS:
+    for key in (*NNUNET_FOLDERS, "nnUNet_extTrainer"):
         monkeypatch.setenv(key, audited["env"][key])
 
 
@@ -78,6 +86,7 @@ def test_ranks_the_wrong_label_first_with_cross_fold_scoring(audited, nnunet_env
     assert [r["rank"] for r in rows] == [str(i) for i in range(1, 9)]
     default = [float(r["one_minus_softmin"]) for r in rows]
     assert default == sorted(default, reverse=True)  # ranked by the default score, most suspect first
+    assert rows[0]["case"] == audited["wrong_case"]
     for score in ("mse", "tloss_nll"):
         assert max(rows, key=lambda r: float(r[score]))["case"] == audited["wrong_case"], score
     splits = json.loads((audited["paths"]["preprocessed"] / os.path.basename(audited["raw"])
