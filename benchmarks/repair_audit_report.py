@@ -17,7 +17,7 @@ from .label_audit_report import KINDS, auroc, precision_at_k
 from .studykit.grid import SETTINGS, ordered
 from .studykit.stats import format_cell, t_interval
 
-__all__ = ["SCORES", "average_precision", "markdown", "record_metrics", "suspicions"]
+__all__ = ["SCORES", "average_precision", "markdown", "record_metrics", "softmin_agreement", "suspicions"]
 
 #: Every score of the report: ours, then cleanlab's (``1 - quality``: larger is more suspect).
 SCORES: tuple[str, ...] = (*SCORE_NAMES, "cleanlab_softmin", "cleanlab_num_pixel_issues")
@@ -70,8 +70,20 @@ def _cell(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> str:
     return "-" if cell.n == 0 else format_cell(cell, scale=1.0, digits=2)
 
 
+def softmin_agreement(audits: list[dict]) -> str:
+    """How far our ``one_minus_softmin`` is from 1 - cleanlab's softmin, on every case whose record holds both."""
+    gaps = [abs(c["one_minus_softmin"] - (1.0 - c[ANCHOR])) for a in audits for c in a["cases"]
+            if c.get("one_minus_softmin") is not None and c.get(ANCHOR) is not None]
+    if not gaps:
+        return "No audit record holds both `one_minus_softmin` and cleanlab's softmin yet."
+    return (f"`one_minus_softmin` (our code) against 1 - `{ANCHOR}`, on the {len(gaps)} audited cases whose records "
+            f"hold both (clean settings included): largest difference {max(gaps):.1e}.")
+
+
 def markdown(audits: list[dict]) -> list[str]:
-    """The step-1 section: per setting and score AUROC / AP / precision@k, per noise kind, paired differences."""
+    """The step-1 section: per setting and score AUROC / AP / precision@k, per noise kind, paired differences,
+    and how closely our softmin score matches cleanlab's (every audit, clean ones included)."""
+    agreement = softmin_agreement(audits)
     audits = [a for a in audits if a["n_corrupted"] > 0]
     if not audits:
         return ["No audit of a noisy setting yet."]
@@ -111,4 +123,4 @@ def markdown(audits: list[dict]) -> list[str]:
         verdict = "yes" if np.mean(diff["auroc"]) >= 0 else "no"
         lines.append(f"| {setting} | {len(rows)} | {_cell(diff['auroc'], (-1.0, 1.0))} | "
                      f"{_cell(diff['ap'], (-1.0, 1.0))} | {verdict} |")
-    return lines
+    return [*lines, "", agreement]

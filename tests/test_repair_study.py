@@ -107,7 +107,7 @@ def test_report_from_hand_made_records_gives_the_issue_format_and_the_share(tmp_
                 runs.append(_repair_record(d, "a0.7b0.7", f"drop_{rule}_{loss}", val, test=test))
     cases = [{"case": str(i), "one_minus_dice": i / 4, "mse": i / 4, "tloss_nll": None, "tloss_weight": None,
               "cleanlab_softmin": 1 - i / 8, "cleanlab_num_pixel_issues": 1 - i / 8, "corrupted": i > 1,
-              "kind": "affine" if i > 1 else "clean"} for i in range(4)]
+              "one_minus_softmin": i / 8 + 2e-3, "kind": "affine" if i > 1 else "clean"} for i in range(4)]
     runs += [{"stage": "audit", "config": "horizon", "dataset": d, "setting": "a0.7b0.7", "arm": "audit_tloss",
               "seed": 0, "cases": cases, "n_corrupted": 2, "n_train": 4, "iterations": 800, "wall_s": 50.0,
               "folds": [{"kept_iteration": 400}]} for d in ("d1", "d2")]
@@ -125,6 +125,7 @@ def test_report_from_hand_made_records_gives_the_issue_format_and_the_share(tmp_
     audit_md = paths[2].read_text()
     assert "| a0.7b0.7 | one_minus_dice | 2 | 2.0 / 4 | 1.00" in audit_md
     assert "| a0.7b0.7 | 2 | 0.00" in audit_md  # paired AUROC difference: both rank perfectly
+    assert "on the 8 audited cases whose records hold both" in audit_md and "difference 2.0e-03." in audit_md
     # the plan has 2 datasets x 2 headline settings per candidate: only drop has run, and on one setting
     md = repair_report.write_summary(runs, shared, tmp_path / "repair.json", planned_datasets=2)[1].read_text()
     assert "No winner yet: 12 of 12 candidates have fewer than the 4 headline runs" in md

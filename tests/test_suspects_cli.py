@@ -25,7 +25,8 @@ from tloss_nnunet.cli import main
 pytestmark = [pytest.mark.slow]
 
 
-NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+#: what the audit's commands read from the environment (the folders, and where the test trainer is)
+NNUNET_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer")
 AUDIT_TRAINER = "nnUNetTrainerTLoss_audit"
 TEST_TRAINERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunet_ext")
 
@@ -51,7 +52,7 @@ def audited(trained_tloss_model, tmp_path_factory):
     Image.fromarray((1 - mask).astype(np.uint8)).save(wrong)
     base = ["-device", "cpu", "-npp", "1", "-nps", "1", "--quiet", "--raw", str(raw)]
     with pytest.MonkeyPatch.context() as patch:
-        for key in (*NNUNET_FOLDERS, "nnUNet_extTrainer"):
+        for key in NNUNET_VARIABLES:
             patch.setenv(key, model["env"][key])
         stdout = cli(["suspects", model["model"], "-o", str(root / "audit"), *base])
     return {**model, "audit_raw": raw, "wrong_case": wrong.name[:-len(".png")], "root": root, "base": base,
@@ -60,7 +61,7 @@ def audited(trained_tloss_model, tmp_path_factory):
 
 @pytest.fixture()
 def nnunet_env(audited, monkeypatch):
-    for key in (*NNUNET_FOLDERS, "nnUNet_extTrainer"):
+    for key in NNUNET_VARIABLES:
         monkeypatch.setenv(key, audited["env"][key])
 
 
